@@ -1,0 +1,82 @@
+"""Column names, Arrow types and Parquet metadata keys: defined once, used everywhere.
+
+Ingested rows (what every source produces and what training/encoding consume):
+    id     int64 or string, stable and unique (the source's own id, else derived from
+           file and row position)
+    x      fixed_size_binary(nbytes): one sample in its storage layout, C-contiguous,
+           dtype and shape given by the schema metadata below (uint8 pixels for images,
+           float32 for real-valued features). Converted to float on the consumer.
+    label  int64, optional
+
+Latent Parquet (the output of ``vaepipe encode``):
+    id, mu, logvar (fixed_size_list<float32>[latent_dim]), optional z, score (float32,
+    per-row negative ELBO in nats), optional label.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+ID = "id"
+X = "x"
+LABEL = "label"
+
+MU = "mu"
+LOGVAR = "logvar"
+Z = "z"
+SCORE = "score"
+
+# Schema-metadata keys (bytes, as Arrow stores them).
+META_X_SHAPE = b"vaepipe.x_shape"  # JSON list, e.g. "[1, 28, 28]" or "[64]"
+META_X_DTYPE = b"vaepipe.x_dtype"  # "uint8" or "float32"
+META_MODEL = b"vaepipe.model"  # JSON: {"name", "version", "run_id", "uri"}
+META_LATENT_DIM = b"vaepipe.latent_dim"
+META_SOURCE = b"vaepipe.source"
+META_VERSION = b"vaepipe.version"
+
+X_DTYPES = ("uint8", "float32")
+
+
+def x_nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    """Bytes in one stored sample of ``shape`` and ``dtype``."""
+    n = 1
+    for d in shape:
+        n *= d
+    return n * (1 if dtype == "uint8" else 4)
+
+
+def ingest_schema(
+    shape: tuple[int, ...], dtype: str, id_type: pa.DataType = pa.string(), labels: bool = True
+) -> pa.Schema:
+    """Arrow schema of ingested rows, with the sample shape and dtype in its metadata."""
+    if dtype not in X_DTYPES:
+        raise ValueError(f"x dtype must be one of {X_DTYPES}, got {dtype!r}")
+    fields = [pa.field(ID, id_type, nullable=False), pa.field(X, pa.binary(x_nbytes(shape, dtype)))]
+    if labels:
+        fields.append(pa.field(LABEL, pa.int64()))
+    meta = {META_X_SHAPE: json.dumps(list(shape)).encode(), META_X_DTYPE: dtype.encode()}
+    return pa.schema(fields, metadata=meta)
+
+
+def x_layout(schema: pa.Schema) -> tuple[tuple[int, ...], str]:
+    """(shape, dtype) of the ``x`` column, read from schema metadata."""
+    meta = schema.metadata or {}
+    if META_X_SHAPE not in meta or META_X_DTYPE not in meta:
+        raise KeyError("schema has no vaepipe x_shape/x_dtype metadata")
+    return tuple(json.loads(meta[META_X_SHAPE])), meta[META_X_DTYPE].decode()
+
+
+def latent_schema(
+    latent_dim: int, id_type: pa.DataType, with_z: bool = False, labels: bool = False
+) -> pa.Schema:
+    """Arrow schema of latent Parquet rows (file metadata is added by the writer)."""
+    vec = pa.list_(pa.float32(), latent_dim)
+    fields = [pa.field(ID, id_type, nullable=False), pa.field(MU, vec), pa.field(LOGVAR, vec)]
+    if with_z:
+        fields.append(pa.field(Z, vec))
+    fields.append(pa.field(SCORE, pa.float32()))
+    if labels:
+        fields.append(pa.field(LABEL, pa.int64()))
+    return pa.schema(fields)
