@@ -48,11 +48,12 @@ def x_nbytes(shape: tuple[int, ...], dtype: str) -> int:
 
 
 def ingest_schema(
-    shape: tuple[int, ...], dtype: str, id_type: pa.DataType = pa.string(), labels: bool = True
+    shape: tuple[int, ...], dtype: str, id_type: pa.DataType | None = None, labels: bool = True
 ) -> pa.Schema:
     """Arrow schema of ingested rows, with the sample shape and dtype in its metadata."""
     if dtype not in X_DTYPES:
         raise ValueError(f"x dtype must be one of {X_DTYPES}, got {dtype!r}")
+    id_type = pa.string() if id_type is None else id_type
     fields = [pa.field(ID, id_type, nullable=False), pa.field(X, pa.binary(x_nbytes(shape, dtype)))]
     if labels:
         fields.append(pa.field(LABEL, pa.int64()))

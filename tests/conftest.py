@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist"))
+_SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", _SHARED_MNIST))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,77 @@
+"""Where MLflow data lives: the tracking URI, the artifact root, and experiments.
+
+No ``MLFLOW_TRACKING_URI``: a SQLite store ``./mlflow.db`` with artifacts in ``./mlartifacts``
+(MLflow 3 refuses a bare ``./mlruns`` file store). Both are resolved to absolute paths here, on
+the driver, so Ray workers with another working directory write to the same store.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.errors import UserError
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+REACHABLE_TIMEOUT_S = 10.0
+
+
+def tracking_uri() -> str:
+    """The tracking URI in force: ``MLFLOW_TRACKING_URI`` or the local SQLite default."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:")
+
+
+def artifact_root() -> str:
+    """Artifact root for experiments created in a local store (a server chooses its own)."""
+    root = os.environ.get("VAEPIPE_ARTIFACT_ROOT") or str(Path.cwd() / DEFAULT_ARTIFACTS)
+    return Path(root).resolve().as_uri()
+
+
+def check_reachable(uri: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
+    """Fail fast, with one line, when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (user's URI)
+            if resp.status != 200:
+                raise UserError(f"MLflow server {uri} answered /health with HTTP {resp.status}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"MLflow tracking server {uri} is unreachable: {reason}") from None
+
+
+def configure() -> str:
+    """Point this process's MLflow client at the store in force; returns its URI.
+
+    Also exports the URI so child processes (Ray workers started later) inherit it.
+    """
+    import mlflow
+
+    uri = tracking_uri()
+    check_reachable(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    """Id of experiment ``name``, created (with the local artifact root) if missing."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = artifact_root() if is_local_store(mlflow.get_tracking_uri()) else None
+    return mlflow.create_experiment(name, artifact_location=location)
