@@ -1,0 +1,271 @@
+"""Arrow batches → preprocessed torch batches.
+
+Storage keeps pixels as uint8 in a ``fixed_size_binary`` column (see ``schema.py``): decoding
+is one ``np.frombuffer`` over the Arrow data buffer, no per-row work, and the float conversion
+happens on the consumer (on the GPU when there is one).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pipeline import schema
+from pipeline.hashing import id_hash, splitmix64
+from pipeline.ray_errors import user_errors
+
+
+@dataclass(frozen=True)
+class XLayout:
+    """Shape of one sample, e.g. ``(1, 28, 28)`` or ``(64,)``, and its storage dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if not self.shape or any(s <= 0 for s in self.shape):
+            raise ValueError(f"layout.shape must be non-empty positive ints, got {self.shape}")
+        if self.dtype not in schema.X_DTYPES:
+            raise ValueError(f"layout.dtype must be one of {schema.X_DTYPES}, got {self.dtype!r}")
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return schema.x_nbytes(self.shape, self.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> XLayout:
+        return cls(tuple(d["shape"]), d["dtype"])
+
+
+def encode_x(x: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """(N, *shape) uint8/float32 array → fixed_size_binary array (one copy at most)."""
+    x = np.ascontiguousarray(x)
+    n = x.shape[0]
+    width = x.nbytes // n if n else int(np.prod(x.shape[1:])) * x.itemsize
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(x)])
+
+
+def decode_x(col: pa.Array | pa.ChunkedArray, layout: XLayout) -> np.ndarray:
+    """fixed_size_binary column → (N, *shape) read-only numpy view, zero-copy per chunk."""
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks != 1:
+            parts = [decode_x(c, layout) for c in col.chunks]
+            return np.concatenate(parts) if parts else np.empty((0, *layout.shape), layout.dtype)
+        col = col.chunk(0)
+    n = len(col)
+    dtype = np.dtype(layout.dtype)
+    data = col.buffers()[1]
+    if n == 0 or data is None:
+        return np.empty((0, *layout.shape), dtype)
+    flat = np.frombuffer(
+        data, dtype=dtype, count=n * layout.numel, offset=col.offset * layout.nbytes
+    )
+    return flat.reshape(n, *layout.shape)
+
+
+def _static_uniforms(ids: Any, seed: int, numel: int) -> np.ndarray:
+    """(B, numel) float32 uniforms fixed by (id, seed): a counter-based RNG per id."""
+    h = id_hash(ids, seed)[:, None]  # (B, 1)
+    counters = np.arange(numel, dtype=np.uint64)[None, :]  # (1, D)
+    with np.errstate(over="ignore"):
+        bits = splitmix64(h + counters * np.uint64(0x9E3779B97F4A7C15))
+    return ((bits >> np.uint64(40)).astype(np.float32)) * np.float32(1.0 / (1 << 24))
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Stored-sample → model-input transform; stored with the model as ``to_dict()``."""
+
+    layout: XLayout
+    scale_to_unit: bool | None = None
+    """Divide by 255; None means "when the layout is uint8"."""
+    binarize: str = "none"
+    """none | static (fixed draw per id and seed) | dynamic (fresh Bernoulli draw per batch)."""
+    binarize_seed: int = 0
+    mean: list[float] | None = None
+    """Per-feature mean (len = numel) subtracted after scaling; with ``std``."""
+    std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale_to_unit is None:
+            object.__setattr__(self, "scale_to_unit", self.layout.dtype == "uint8")
+        if self.binarize not in ("none", "static", "dynamic"):
+            raise ValueError(f"preprocessor.binarize: unknown mode {self.binarize!r}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("preprocessor.mean and preprocessor.std must be given together")
+        if self.mean is not None:
+            if len(self.mean) != self.layout.numel or len(self.std) != self.layout.numel:
+                raise ValueError(f"preprocessor.mean/std must have {self.layout.numel} values")
+            if self.binarize != "none":
+                raise ValueError(
+                    "preprocessor: standardization and binarization exclude each other"
+                )
+
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, ids: Any = None
+    ) -> torch.Tensor:
+        """(B, *shape) uint8 or float → (B, *shape) float32 on x's device.
+
+        Static binarization needs ``ids`` (a draw fixed per id); without them it thresholds
+        at 0.5, which is the deterministic choice for encoding.
+        """
+        x = x.to(torch.float32)
+        if self.scale_to_unit:
+            x = x * (1.0 / 255.0)
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device)
+            std = torch.tensor(self.std, dtype=torch.float32, device=x.device)
+            x = (x - mean.view(self.layout.shape)) / std.view(self.layout.shape)
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x.clamp(0.0, 1.0), generator=generator)
+        elif self.binarize == "static":
+            if ids is None:
+                x = (x > 0.5).to(torch.float32)
+            else:
+                u = torch.from_numpy(_static_uniforms(ids, self.binarize_seed, self.layout.numel))
+                x = (u.to(x.device).view_as(x) < x).to(torch.float32)
+        return x
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout.to_dict(),
+            "scale_to_unit": self.scale_to_unit,
+            "binarize": self.binarize,
+            "binarize_seed": self.binarize_seed,
+            "mean": None if self.mean is None else [float(v) for v in self.mean],
+            "std": None if self.std is None else [float(v) for v in self.std],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
+        d = dict(d)
+        d["layout"] = XLayout.from_dict(d["layout"])
+        return cls(**d)
+
+
+@dataclass
+class TorchBatch:
+    x: torch.Tensor
+    """(B, *shape) float32 on the requested device, preprocessed."""
+    ids: Any
+    """(B,) ids: numpy int64 array, or a pyarrow array for string ids."""
+    labels: torch.Tensor | None
+    """(B,) int64 on CPU (-1 where unknown), or None when the data has no labels."""
+
+
+def to_torch_batch(
+    table: pa.Table,
+    preprocessor: Preprocessor,
+    device: str | torch.device = "cpu",
+    generator: torch.Generator | None = None,
+) -> TorchBatch:
+    """One Arrow batch → TorchBatch; pixels cross to the device as uint8, then become float."""
+    x_np = decode_x(table.column(schema.X), preprocessor.layout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # read-only Arrow memory; we never write to it
+        x = torch.from_numpy(x_np)
+    if torch.device(device).type != "cpu":
+        x = x.to(device, non_blocking=True)
+    id_col = table.column(schema.ID)
+    ids = id_col.to_numpy() if pa.types.is_integer(id_col.type) else id_col.combine_chunks()
+    labels = None
+    if schema.LABEL in table.column_names:
+        lab = table.column(schema.LABEL).fill_null(-1).to_numpy()
+        labels = torch.from_numpy(np.array(lab, dtype=np.int64))  # (B,), small copy
+    return TorchBatch(x=preprocessor(x, generator, ids=ids), ids=ids, labels=labels)
+
+
+def iter_torch_batches(
+    data: Any,
+    batch_size: int,
+    preprocessor: Preprocessor,
+    device: str | torch.device = "cpu",
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    drop_last: bool = False,
+    prefetch_batches: int = 4,
+) -> Iterator[TorchBatch]:
+    """Stream a ``ray.data.Dataset`` or a Ray Train shard (``DataIterator``) as TorchBatches.
+
+    ``shuffle_buffer`` > 0 turns on Ray's local shuffle; ``seed`` fixes it and the dynamic
+    binarization draws (fresh per batch, reproducible per seed).
+    """
+    generator = None
+    if preprocessor.binarize == "dynamic":
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed if seed is not None else torch.seed())
+    batches = data.iter_batches(
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        prefetch_batches=prefetch_batches,
+        drop_last=drop_last,
+        local_shuffle_buffer_size=shuffle_buffer or None,
+        local_shuffle_seed=seed if shuffle_buffer else None,
+    )
+    with user_errors():
+        for table in batches:
+            yield to_torch_batch(table, preprocessor, device, generator)
+
+
+def _partial_moments(table: pa.Table, layout: XLayout, scale: float) -> pa.Table:
+    """One block → its row count, mean and M2 (sum of squared deviations), as float64 bytes."""
+    x = decode_x(table.column(schema.X), layout).reshape(table.num_rows, -1).astype(np.float64)
+    x *= scale
+    mean = x.mean(axis=0) if len(x) else np.zeros(layout.numel)
+    m2 = ((x - mean) ** 2).sum(axis=0)
+    return pa.table(
+        {"n": [len(x)], "mean": [mean.tobytes()], "m2": [m2.tobytes()]},
+    )
+
+
+def compute_standardization(
+    ds: Any, layout: XLayout, scale_to_unit: bool | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-feature (mean, std) of ``ds``'s ``x`` in one streaming pass.
+
+    Each block reduces to (n, mean, M2) on the workers; the driver merges them with Chan's
+    parallel update, so only (blocks × features) numbers travel. Zero std becomes 1.
+    """
+    scale = (
+        1.0 / 255.0
+        if (layout.dtype == "uint8" if scale_to_unit is None else scale_to_unit)
+        else 1.0
+    )
+    parts = ds.map_batches(
+        _partial_moments,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_kwargs={"layout": layout, "scale": scale},
+    )
+    n, mean, m2 = 0, np.zeros(layout.numel), np.zeros(layout.numel)
+    with user_errors():
+        for table in parts.iter_batches(batch_format="pyarrow", batch_size=None):
+            cols = (table.column(c).to_pylist() for c in ("n", "mean", "m2"))
+            for nb, mb, m2b in zip(*cols, strict=True):
+                if nb == 0:
+                    continue
+                mb, m2b = np.frombuffer(mb), np.frombuffer(m2b)
+                delta, total = mb - mean, n + nb
+                mean = mean + delta * nb / total
+                m2 = m2 + m2b + delta**2 * n * nb / total
+                n = total
+    if n == 0:
+        raise ValueError("compute_standardization: the dataset has no rows")
+    std = np.sqrt(m2 / n)
+    std[std < 1e-8] = 1.0
+    return mean.tolist(), std.tolist()

@@ -1,0 +1,21 @@
+"""Connect to Ray the way every vaepipe command should.
+
+``RAY_ADDRESS`` set (a cluster, or a Ray job's driver): connect to it. Unset: start a *new*
+local instance. Plain ``ray.init()`` would instead attach to any Ray already running on the
+machine (it scans for local GCS processes), which on a shared host is someone else's cluster.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
+    ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)

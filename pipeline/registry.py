@@ -1,0 +1,375 @@
+"""The model registry: log a trained VAE so anyone can load it, and load it back safely.
+
+What one logged model holds (an MLflow "pytorch" model in the ``pt2`` format):
+
+    data/model.pt2         torch.export program: x (B, *input_shape) float32 -> mu (B, latent)
+                           so ``mlflow.pyfunc.load_model(uri).predict(x)`` returns latent means
+                           and ``mlflow models serve`` works, without unpickling anything
+    extra_files/config.json, weights.pt, extra.json
+                           the vae_core save dir: the full VAE (logvar, decoder, score) rebuilt
+                           with ``torch.load(weights_only=True)``; extra.json holds the
+                           preprocessor dict and the data source
+
+The pyfunc input is the *model-ready* float tensor (what ``VAE.encode`` takes, i.e. after the
+stored preprocessor); the preprocessor dict travels in extra.json for callers with raw data.
+
+Registration: every call makes a new version of ``registered_name`` with alias ``candidate``;
+alias ``champion`` moves to it only when its validation loss (lower is better, stored as the
+version tag ``val_loss``) beats the current champion's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import UserError
+from vae_core.model import VAE
+from vae_core.serialization import load_model, save_model
+
+log = logging.getLogger(__name__)
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+VAL_LOSS_TAG = "val_loss"
+DATA_SOURCE_TAG = "data_source"
+ARTIFACT_NAME = "model"  # the logged model's name inside its run
+EXTRA_DIR = "extra_files"  # where MLflow copies ``extra_files`` inside the model dir
+SAVE_FILES = ("config.json", "weights.pt", "extra.json")
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One registered model version, as ``log_vae`` made it."""
+
+    name: str
+    version: str
+    run_id: str
+    uri: str  # models:/NAME/VERSION
+    aliases: tuple[str, ...]
+    model_id: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A VAE loaded from the registry, with what encoding needs to know about it."""
+
+    vae: VAE
+    preprocessor: dict[str, Any]
+    name: str | None
+    version: str | None
+    run_id: str | None
+    data_source: str | None
+    uri: str
+    model_id: str | None = None
+    data_config: dict[str, Any] | None = None  # the training DataConfig, when stored
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-JSON identity of the model (Parquet metadata, manifests, MLflow tags)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "model_id": self.model_id,
+            "uri": self.uri,
+        }
+
+
+class _LatentMean(nn.Module):
+    """What the exported program computes: x (B, *input_shape) -> mu (B, latent_dim)."""
+
+    def __init__(self, vae: VAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _logvar = self.vae.encode(x)
+        return mu
+
+
+def vaepipe_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vaepipe")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+def log_vae(
+    vae: VAE,
+    preprocessor: dict[str, Any],
+    registered_name: str,
+    val_loss: float,
+    data_source: str,
+    data_config: dict[str, Any] | None = None,
+) -> RegisteredVersion:
+    """Log ``vae`` to the active MLflow run, register a new version and move the aliases.
+
+    ``data_config`` (optional, ``DataConfig.to_dict()``) lets ``vaepipe evaluate`` rebuild the
+    exact validation/test split the model was trained with.
+    """
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_vae must be called inside an active MLflow run")
+    vae = vae.to("cpu").eval()
+    with tempfile.TemporaryDirectory(prefix="vaepipe_model_") as tmp:
+        save_dir = Path(tmp) / "vae"
+        extra = {
+            "preprocessor": preprocessor,
+            "data_source": data_source,
+            "data_config": data_config,
+        }
+        save_model(vae, save_dir, extra=extra)
+        info = _log_exported(vae, save_dir, registered_name, val_loss, data_source)
+    version = str(info.registered_model_version)
+    aliases = _set_aliases(registered_name, version, val_loss, data_source)
+    log.info("registered %s version %s (aliases: %s)", registered_name, version, aliases)
+    return RegisteredVersion(
+        name=registered_name,
+        version=version,
+        run_id=run.info.run_id,
+        uri=f"models:/{registered_name}/{version}",
+        aliases=tuple(aliases),
+        model_id=info.model_id,
+    )
+
+
+def _input_shape(vae: VAE) -> tuple[int, ...]:
+    return tuple(vae.cfg.input_shape)
+
+
+def _log_exported(vae: VAE, save_dir: Path, name: str, val_loss: float, data_source: str):
+    """mlflow.pytorch.log_model in pt2 format with an explicit tensor signature."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    shape = _input_shape(vae)
+    latent = int(vae.cfg.latent_dim)
+    # Batch 2, not 1: torch.export specializes size-1 dims, and the batch dim must stay dynamic.
+    example = np.full((2, *shape), 0.5, dtype=np.float32)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent))]),
+    )
+    metadata = {
+        "vaepipe": {
+            "version": vaepipe_version(),
+            "input_shape": list(shape),
+            "latent_dim": latent,
+            "data_source": data_source,
+            "val_loss": float(val_loss),
+            "output": "latent mean mu",
+        }
+    }
+    return mlflow.pytorch.log_model(
+        _LatentMean(vae),
+        name=ARTIFACT_NAME,
+        serialization_format="pt2",
+        input_example=example,
+        signature=signature,
+        registered_model_name=name,
+        extra_files=[str(save_dir / f) for f in SAVE_FILES if (save_dir / f).exists()],
+        # Explicit requirements: inferring them would load the model again in a subprocess.
+        pip_requirements=_pip_requirements(),
+        metadata=metadata,
+    )
+
+
+def _pip_requirements() -> list[str]:
+    import mlflow
+
+    torch_version = torch.__version__.split("+")[0]
+    return [f"torch=={torch_version}", f"mlflow=={mlflow.__version__}", "numpy"]
+
+
+def _set_aliases(name: str, version: str, val_loss: float, data_source: str) -> list[str]:
+    """Tag the version, point ``candidate`` at it, and ``champion`` if it beats the holder."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, VAL_LOSS_TAG, repr(float(val_loss)))
+    client.set_model_version_tag(name, version, DATA_SOURCE_TAG, data_source)
+    client.set_registered_model_alias(name, CANDIDATE, version)
+    aliases = [CANDIDATE]
+    if _beats_champion(client, name, float(val_loss)):
+        client.set_registered_model_alias(name, CHAMPION, version)
+        aliases.append(CHAMPION)
+    return aliases
+
+
+def _beats_champion(client, name: str, val_loss: float) -> bool:
+    """True when there is no champion, or ours has a strictly lower validation loss.
+
+    A champion without a readable ``val_loss`` tag is replaced; a NaN loss never wins.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if math.isnan(val_loss):
+        return False
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return True
+    try:
+        held = float(champion.tags[VAL_LOSS_TAG])
+    except (KeyError, ValueError):
+        return True
+    return math.isnan(held) or val_loss < held
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    download_uri: str
+    name: str | None
+    version: str | None
+    run_id: str | None
+    model_id: str | None
+
+
+def load_vae(uri: str) -> LoadedModel:
+    """Load the full VAE behind ``uri`` without unpickling code.
+
+    ``uri``: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME/latest``,
+    a model id (``models:/m-...`` or bare ``m-...``), or ``runs:/RUN_ID/model``.
+    Unknown model, alias or version → ``UserError`` with one line.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    resolved = resolve(uri)
+    with tempfile.TemporaryDirectory(prefix="vaepipe_load_") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=resolved.download_uri, dst_path=tmp
+            )
+        except MlflowException as exc:
+            raise UserError(f"cannot download model {uri}: {_first_line(exc)}") from None
+        save_dir = Path(local) / EXTRA_DIR
+        if not (save_dir / "config.json").exists():
+            raise UserError(f"{uri} is not a vaepipe model (no {EXTRA_DIR}/config.json)")
+        vae, extra = load_model(save_dir)
+    extra = extra or {}
+    return LoadedModel(
+        vae=vae.eval(),
+        preprocessor=extra.get("preprocessor") or {},
+        name=resolved.name,
+        version=resolved.version,
+        run_id=resolved.run_id,
+        data_source=extra.get("data_source"),
+        uri=uri,
+        model_id=resolved.model_id,
+        data_config=extra.get("data_config"),
+    )
+
+
+def resolve(uri: str) -> _Resolved:
+    """Turn any accepted model URI into a download URI plus its registry identity."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    uri = uri.strip()
+    if uri.startswith("m-"):
+        uri = f"models:/{uri}"
+    try:
+        if uri.startswith("models:/"):
+            return _resolve_models_uri(client, uri)
+        if uri.startswith("runs:/"):
+            return _resolve_runs_uri(client, uri)
+    except MlflowException as exc:
+        raise UserError(f"model {uri} not found: {_first_line(exc)}") from None
+    raise UserError(
+        f"model URI {uri!r} not understood: use models:/NAME@ALIAS, models:/NAME/VERSION, "
+        "a model id (models:/m-...) or runs:/RUN_ID/model"
+    )
+
+
+def _resolve_models_uri(client, uri: str) -> _Resolved:
+    path = uri[len("models:/") :].strip("/")
+    parts = path.split("/")
+    if len(parts) == 1 and "@" in parts[0]:
+        name, alias = parts[0].rsplit("@", 1)
+        _require_registered(client, name)
+        mv = client.get_model_version_by_alias(name, alias)
+        return _from_version(mv)
+    if len(parts) == 2 and parts[1].isdigit():
+        _require_registered(client, parts[0])
+        return _from_version(client.get_model_version(parts[0], parts[1]))
+    if len(parts) == 2 and parts[1].lower() == "latest":
+        _require_registered(client, parts[0])
+        versions = client.search_model_versions(f"name = '{parts[0]}'")
+        if not versions:
+            raise UserError(f"registered model {parts[0]!r} has no versions")
+        return _from_version(max(versions, key=lambda mv: int(mv.version)))
+    if len(parts) == 1 and parts[0]:
+        logged = client.get_logged_model(parts[0])
+        name, version = _registered_identity(client, logged.source_run_id, logged.model_id)
+        return _Resolved(uri, name, version, logged.source_run_id, logged.model_id)
+    raise UserError(f"model URI {uri!r} not understood (expected models:/NAME@ALIAS or /VERSION)")
+
+
+def _resolve_runs_uri(client, uri: str) -> _Resolved:
+    run_id = uri[len("runs:/") :].split("/", 1)[0]
+    client.get_run(run_id)  # raises for an unknown run
+    if uri.rstrip("/") == f"runs:/{run_id}":
+        uri = f"runs:/{run_id}/{ARTIFACT_NAME}"
+    name, version = _registered_identity(client, run_id, None)
+    return _Resolved(uri, name, version, run_id, None)
+
+
+def _require_registered(client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise UserError(f"no registered model named {name!r}") from None
+
+
+def _from_version(mv) -> _Resolved:
+    uri = f"models:/{mv.name}/{mv.version}"
+    return _Resolved(uri, mv.name, str(mv.version), mv.run_id, _version_model_id(mv))
+
+
+def _version_model_id(mv) -> str | None:
+    # The SQL store leaves ModelVersion.model_id empty; its source is "models:/<model id>".
+    if mv.model_id:
+        return mv.model_id
+    source = mv.source or ""
+    return source[len("models:/") :] if source.startswith("models:/m-") else None
+
+
+def _registered_identity(
+    client, run_id: str, model_id: str | None
+) -> tuple[str | None, str | None]:
+    """(name, version) of the registered version made from this run (and model), if any."""
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    if model_id is not None:
+        versions = [mv for mv in versions if _version_model_id(mv) == model_id]
+    if not versions:
+        return None, None
+    mv = max(versions, key=lambda v: int(v.version))
+    return mv.name, str(mv.version)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

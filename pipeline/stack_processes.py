@@ -1,0 +1,113 @@
+"""Starting and reaping the local stack's server processes, and only those.
+
+Every server is started in its own session (so its children share its process group) and with
+a marker variable in its environment. Stopping signals the process groups; the marker then finds
+any descendant that left the group (Ray starts job drivers with ``start_new_session=True``), so
+nothing the stack started survives it and nothing else on the host is touched. This is the
+reason the stack never calls ``ray stop``: that ends every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+MARKER_VAR = "VAEPIPE_STACK_ID"
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Start ``cmd`` as the leader of a new session, output to ``log_path``; returns its pid."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def is_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Pids of live processes whose environment carries ``MARKER_VAR=marker``."""
+    needle = f"{MARKER_VAR}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's process: not ours either way
+            continue
+        if needle in environ.split(b"\0") and is_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def signal_pids(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def reap_child(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is our child (so it does not stay a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until_gone(marker: str, timeout_s: float) -> list[int]:
+    """Wait for every marked process to exit; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    left = marked_pids(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for pid in left:
+            reap_child(pid)
+        left = marked_pids(marker)
+    return left
+
+
+def terminate(pgids: list[int], marker: str, grace_s: float = 5.0) -> list[int]:
+    """SIGTERM the groups, then SIGKILL whatever carries the marker; returns survivors' pids.
+
+    The grace period is short on purpose: ``ray start --block``, its GCS server and autoscaler
+    monitor ignore SIGTERM for more than 20 s, and the stack holds no state Ray must flush.
+    """
+    for pgid in pgids:
+        signal_group(pgid, signal.SIGTERM)
+    left = wait_until_gone(marker, grace_s)
+    if left:
+        for pgid in pgids:
+            signal_group(pgid, signal.SIGKILL)
+        signal_pids(left, signal.SIGKILL)
+        left = wait_until_gone(marker, 5.0)
+    return left

@@ -1,0 +1,128 @@
+"""Exactly-once output directories: write into a staging dir, then commit with renames.
+
+Layout next to the output ``DIR`` (same parent, so every rename stays on one filesystem and is
+atomic):
+
+    .DIR.vaepipe-staging/   files being written; ``_SUCCESS`` written last, once all are there
+    .DIR.vaepipe-old/       a previous complete output being replaced (``--overwrite`` only)
+    DIR/                    a complete output: data files + ``_SUCCESS`` (JSON manifest)
+
+Commit order: manifest into staging → DIR to old (if replacing) → staging to DIR → delete old.
+Whatever step a kill interrupts, ``StagedOutput.recover`` on the next run brings the directory
+back to a consistent state: a staging dir without ``_SUCCESS`` is deleted, one with it is
+committed, an orphaned old dir is deleted or put back. A reader that sees ``DIR/_SUCCESS`` sees
+a complete result; one that sees no ``DIR`` sees nothing.
+
+Local filesystems only (a rename on object stores is a copy, not atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UserError
+
+MANIFEST = "_SUCCESS"
+# Tests: "encode:written", "encode:staged" or "encode:mid-commit" kills the process there.
+FAULT_ENV = "VAEPIPE_FAULT"
+
+
+def inject_fault(point: str) -> None:
+    """Die like ``kill -9`` at ``point`` when ``$VAEPIPE_FAULT`` names it (tests only)."""
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(137)
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    """The ``_SUCCESS`` manifest of a complete output, or None."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class StagedOutput:
+    """One output directory committed exactly once."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out).expanduser().absolute()
+        self.staging = self.out.parent / f".{self.out.name}.vaepipe-staging"
+        self.old = self.out.parent / f".{self.out.name}.vaepipe-old"
+
+    # -- before writing -------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Finish or undo whatever an interrupted earlier run left behind."""
+        staged = read_manifest(self.staging) is not None
+        if staged and not self.out.exists():
+            self.staging.rename(self.out)  # killed between the two commit renames
+        elif self.staging.exists():
+            shutil.rmtree(self.staging)  # killed while writing: nothing of it counts
+        if self.old.exists():
+            if self.out.exists():
+                shutil.rmtree(self.old)  # killed after the commit, before the cleanup
+            else:
+                self.old.rename(self.out)  # cannot happen by the commit order; never lose it
+
+    def existing(self) -> dict[str, Any] | None:
+        """The manifest of a complete output already at ``out``; refuse anything foreign.
+
+        Raises ``UserError`` when ``out`` is a file or a non-empty directory that is not a
+        complete vaepipe output: those are never written into or deleted.
+        """
+        if not self.out.exists():
+            return None
+        if not self.out.is_dir():
+            raise UserError(f"output {self.out} exists and is not a directory")
+        manifest = read_manifest(self.out)
+        if manifest is None and any(self.out.iterdir()):
+            raise UserError(
+                f"output {self.out} already holds files that are not a vaepipe output; "
+                "choose an empty or new directory"
+            )
+        return manifest
+
+    def begin(self) -> Path:
+        """Create a fresh staging dir and return it; an unwritable place is a ``UserError``."""
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir()
+            probe = self.staging / ".probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            self.abort()
+            raise UserError(f"cannot write output {self.out}: {exc.strerror or exc}") from None
+        return self.staging
+
+    # -- after writing --------------------------------------------------------------------
+
+    def commit(self, manifest: dict[str, Any], fault: Callable[[str], None] = inject_fault) -> None:
+        """Write the manifest into staging, then swap staging in as ``out``."""
+        fault("encode:written")
+        tmp = self.staging / f"{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        tmp.rename(self.staging / MANIFEST)
+        fault("encode:staged")
+        if self.out.exists():
+            if read_manifest(self.out) is not None:
+                self.out.rename(self.old)
+            else:
+                self.out.rmdir()  # empty (existing() refused anything else)
+        fault("encode:mid-commit")
+        self.staging.rename(self.out)
+        if self.old.exists():
+            shutil.rmtree(self.old)
+
+    def abort(self) -> None:
+        """Remove the staging dir (an error or Ctrl-C while writing)."""
+        if self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)

@@ -1,0 +1,134 @@
+"""Distributed training on a real local Ray: DDP, MLflow tracking, registry, fault tolerance.
+
+Kept lean for 2-core CI: the built-in digits, tiny models, 1-3 epochs, one Ray per module.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+import torch
+
+from pipeline import checkpoints
+from pipeline.errors import UserError
+from pipeline.job_config import load_job_config
+from pipeline.trainer import run_training
+
+pytestmark = pytest.mark.ray
+
+
+def _cfg(tmp_path, *extra: str):
+    return load_job_config(
+        "digits",
+        [
+            "model.hidden_sizes=[32]",
+            "model.latent_dim=4",
+            "train.nll_samples=20",
+            "train.shuffle_buffer=256",
+            f"tracking.storage_path={tmp_path / 'ray_results'}",
+            "tracking.experiment=test-train",
+            *extra,
+        ],
+    )
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def _history(run_id: str, key: str) -> list[float]:
+    return [
+        m.value for m in sorted(_client().get_metric_history(run_id, key), key=lambda m: m.step)
+    ]
+
+
+def test_two_worker_ddp_tracks_and_registers(ray_local, tmp_path):
+    import mlflow
+
+    cfg = _cfg(tmp_path, "scaling.workers=2", "train.epochs=3", "tracking.run_name=ddp")
+    seen: list[float] = []
+    result = run_training(cfg, progress=lambda m: seen.append(m["epoch"]))
+
+    run = _client().get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    val = _history(result.run_id, "val/neg_elbo")
+    assert len(val) == 3 and val[-1] < val[0]
+    assert run.data.params["train.epochs"] == "3" and run.data.params["scaling.workers"] == "2"
+    for key in ("train/loss", "val/kl", "val/active_units", "samples_per_s", "lr", "test/is_nll"):
+        assert key in run.data.metrics, key
+    artifacts = {a.path for a in _client().list_artifacts(result.run_id, "images")}
+    assert any("reconstructions" in p for p in artifacts)
+    assert any("latent_traversal" in p for p in artifacts)
+    assert "config/config.yaml" in {
+        a.path for a in _client().list_artifacts(result.run_id, "config")
+    }
+    assert seen and seen[-1] == 3.0
+    assert "candidate" in result.aliases and result.version == "1"
+
+    # The registered model reproduces the trained model's encodings.
+    from vae_core.model import VAE
+
+    fs, root = checkpoints.filesystem_for(str(tmp_path / "ray_results"))
+    state = checkpoints.load_latest_state(fs, f"{root}/ddp")
+    vae = VAE(cfg.model.__class__(**{**cfg.model.to_dict(), "input_shape": (1, 8, 8)}))
+    vae.load_state_dict(state["best_model"])
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        expected = vae.eval().encode(x)[0].numpy()
+    model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
+    got = np.asarray(model.predict(x.numpy()))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_killed_worker_resumes_as_one_finished_run(ray_local, tmp_path):
+    marker = tmp_path / "fault-done"
+    cfg = _cfg(
+        tmp_path,
+        "scaling.workers=2",
+        "train.epochs=3",
+        "train.log_images=false",
+        "tracking.run_name=faulty",
+    )
+    result = run_training(cfg, fault={"marker": str(marker), "rank": 1, "after_epoch": 1})
+
+    assert marker.exists()  # the fault really fired
+    runs = _client().search_runs([_client().get_experiment_by_name("test-train").experiment_id])
+    assert [r.info.run_id for r in runs] == [result.run_id]
+    assert runs[0].info.status == "FINISHED"
+    assert result.metrics["epochs_completed"] == 3.0
+    # Resumed from the epoch-1 checkpoint: epochs 2 and 3 ran once each after the restart.
+    assert sorted({m.step for m in _client().get_metric_history(result.run_id, "epoch")}) == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_rerun_of_a_named_run_resumes(ray_local, tmp_path):
+    opts = ("train.log_images=false", "tracking.run_name=again", "train.nll_samples=0")
+    first = run_training(_cfg(tmp_path, "train.epochs=1", *opts))
+    second = run_training(_cfg(tmp_path, "train.epochs=2", *opts))
+
+    assert second.run_id == first.run_id
+    assert second.metrics["epochs_completed"] == 2.0
+    assert _history(second.run_id, "epoch") == [1.0, 2.0]  # epoch 1 was not trained again
+    assert _client().get_run(second.run_id).info.status == "FINISHED"
+    assert second.version == "2"
+
+
+def test_unreachable_mlflow_fails_fast_before_training(ray_local, tmp_path, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(UserError, match="unreachable"):
+        run_training(_cfg(tmp_path, "train.epochs=1"))
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "ray_results").exists()
