@@ -51,6 +51,7 @@ class EpochSums:
     neg_elbo: float = 0.0
     examples: int = 0
     seconds: float = 0.0
+    first_batch_at: float | None = None  # wall clock (time.time) when the first batch arrived
     mu: Tensor | None = field(default=None, repr=False)
 
     def as_list(self) -> list[float]:
@@ -93,8 +94,9 @@ def train_epoch(
     """
     model.train()
     acc = [torch.zeros(()) for _ in range(4)]
-    examples, start = 0, time.perf_counter()
+    examples, start, first_at = 0, time.perf_counter(), None
     for x in batches:
+        first_at = first_at or time.time()
         device_type = x.device.type
         if acc[0].device != x.device:
             acc = [a.to(x.device) for a in acc]
@@ -109,7 +111,7 @@ def train_epoch(
         _add_terms(acc, terms, x.shape[0])
         examples += x.shape[0]
         step += 1
-    sums = EpochSums(*(float(a) for a in acc), examples=examples)
+    sums = EpochSums(*(float(a) for a in acc), examples=examples, first_batch_at=first_at)
     sums.seconds = time.perf_counter() - start
     return sums, step
 

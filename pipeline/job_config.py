@@ -97,6 +97,8 @@ class ScalingSettings:
 
 @dataclass(frozen=True)
 class TrackingSettings:
+    enabled: bool = True
+    """Track in MLflow and register the model; false trains only (quick trials, benchmarks)."""
     experiment: str = "vaepipe"
     """MLflow experiment the run goes into."""
     model_name: str = "vae"

@@ -28,7 +28,7 @@ from pathlib import Path
 from pipeline import stack_processes as procs
 from pipeline.errors import UserError
 
-DEFAULT_DIR = Path(".vaepipe-stack")
+DEFAULT_DIR = Path(".vaepipe/stack")
 STATE_FILE = "state.json"
 READY_TIMEOUT_S = 180.0
 # Variables of the caller that must not leak into the servers: they would point the head at

@@ -67,7 +67,7 @@ class ShardWriter:
         return self.files
 
     def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self.pending)
+        table = pa.concat_tables(self.pending) if self.pending else self.target.empty_table()
         head, rest = table.slice(0, rows), table.slice(rows)
         self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
         if self.writer is None or self.rows_in_file >= self.file_rows:

@@ -12,18 +12,22 @@ from collections.abc import Iterator
 from pipeline.errors import UserError
 
 
-def find_user_error(exc: BaseException) -> UserError | None:
-    """The innermost ``UserError`` in ``exc``'s cause chain (Ray's ``.cause`` included)."""
+def find_user_error(exc: BaseException) -> str | None:
+    """First line of the original ``UserError`` in ``exc``'s cause chain, if any.
+
+    Ray's ``RayTaskError(UserError)`` subclasses ``UserError`` but prints a traceback; the
+    original is its ``.cause``, whose message Ray Data extends with retry advice (dropped).
+    """
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
-    found: UserError | None = None
+    found: str | None = None
     while stack:
         e = stack.pop()
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, UserError) and "\n" not in str(e):
-            found = e
+        if isinstance(e, UserError) and not type(e).__module__.startswith("ray"):
+            found = (str(e).splitlines() or [""])[0]
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
     return found
 
@@ -33,13 +37,8 @@ def user_errors() -> Iterator[None]:
     """Re-raise a wrapped ``UserError`` from Ray as a plain one-line ``UserError``."""
     try:
         yield
-    except UserError as exc:
-        inner = find_user_error(exc)
-        if inner is None or inner is exc:
-            raise
-        raise UserError(str(inner)) from None
     except Exception as exc:
-        inner = find_user_error(exc)
-        if inner is None:
+        message = find_user_error(exc)
+        if message is None or (type(exc) is UserError and str(exc) == message):
             raise
-        raise UserError(str(inner)) from None
+        raise UserError(message) from None

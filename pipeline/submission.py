@@ -24,7 +24,7 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Never uploaded with the project: environments, local stores, outputs, VCS and caches.
 WORKING_DIR_EXCLUDES = [
-    ".venv", "mlflow.db", "mlartifacts", "outputs", ".git", ".vaepipe-stack",
+    ".venv", "mlflow.db", "mlartifacts", "outputs", ".git", ".vaepipe", "ray_results",
     "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info",
 ]  # fmt: skip
 FORWARDED_PREFIXES = ("MLFLOW_", "VAEPIPE_")

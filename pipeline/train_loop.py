@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,7 @@ class _Worker:
         self.shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val", "test")}
         self.logger = self._make_logger()
         self.examples: Tensor | None = None  # fixed validation examples for the image grids
+        self.first_batch_at: float | None = None
 
     def _restore(self, latest) -> LoopState:
         fs, _ = checkpoints.filesystem_for(self.config["storage_path"])
@@ -232,6 +234,7 @@ class _Worker:
         metrics["epoch"] = float(epoch + 1)
         if val_sums.mu is not None:
             metrics["val/active_units"] = float(active_units(val_sums.mu))
+        self.first_batch_at = self.first_batch_at or train_sums.first_batch_at
         return metrics
 
     def _val_batches(self, epoch: int) -> Iterator[Tensor]:
@@ -250,9 +253,11 @@ class _Worker:
             images = epoch_images(self.vae, self.examples, self.preprocessor, self.job.train.seed)
             self.logger.log_images(images, step=self.state.epoch)
 
-    def report(self, metrics: dict[str, float]) -> None:
+    def report(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Checkpoint (rank 0) and report (every rank); timestamps for bench/train.py."""
         import ray.train
 
+        metrics = {**metrics, "wall_time": time.time(), "first_step_at": self.first_batch_at or 0.0}
         name = checkpoints.checkpoint_dir_name(self.state.epoch)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
@@ -263,6 +268,7 @@ class _Worker:
                 checkpoints.save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        return metrics
 
     def maybe_fault(self) -> None:
         """Test hook: one worker dies once after a given epoch (a marker file says 'done')."""
@@ -304,13 +310,14 @@ def _local_threads(ctx) -> int:
 def train_func(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train worker entry point; rank 0's return value reaches the driver."""
     w = _Worker(config)
+    history: list[dict[str, float]] = []  # this attempt's epochs (not those before a restart)
     try:
         for epoch in range(w.state.epoch, w.job.train.epochs):
             if w.state.stopped:
                 break
             metrics = w.run_epoch(epoch)
             w.log_epoch(metrics)
-            w.report(metrics)
+            history.append(w.report(metrics))
             w.maybe_fault()
         test_metrics = w.test()
         if w.logger is not None:
@@ -324,4 +331,5 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
         "best_epoch": w.state.best_epoch,
         "epochs_completed": w.state.epoch,
         "stopped_early": w.state.stopped,
+        "history": history,
     }

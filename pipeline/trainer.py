@@ -39,11 +39,15 @@ class TrainResult:
     aliases: tuple[str, ...]
     metrics: dict[str, float]
     run_name: str = ""
+    history: tuple[dict[str, float], ...] = ()
+    """Per-epoch metrics rank 0 reported in the last attempt (not before a restart)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite metrics become null (JSON has no inf/nan)."""
         metrics = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}
-        return dataclasses.asdict(self) | {"aliases": list(self.aliases), "metrics": metrics}
+        out = dataclasses.asdict(self) | {"aliases": list(self.aliases), "metrics": metrics}
+        out.pop("history")
+        return out
 
 
 def ensure_ray() -> None:
@@ -115,7 +119,7 @@ def _trainer(cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, st
     )
 
 
-def _fit_with_progress(trainer, run_id: str, progress: Progress | None):
+def _fit_with_progress(trainer, run_id: str | None, progress: Progress | None):
     """``trainer.fit()`` in a thread; meanwhile relay each new epoch's metrics to ``progress``.
 
     In the main thread Ray Train would install its own SIGINT handler that aborts the run
@@ -131,10 +135,10 @@ def _fit_with_progress(trainer, run_id: str, progress: Progress | None):
 
     thread = threading.Thread(target=target, name="vaepipe-fit", daemon=True)
     thread.start()
-    seen = _latest_epoch(run_id)
+    seen = _latest_epoch(run_id) if run_id else 0.0
     while thread.is_alive():
         thread.join(POLL_S)
-        if progress is not None:
+        if progress is not None and run_id:
             seen = _relay_progress(run_id, seen, progress)
     if "error" in box:
         raise _user_facing(box["error"])
@@ -199,31 +203,36 @@ def run_training(
     from pipeline.ingest import open_source
     from pipeline.registry import log_vae
 
-    tracking_uri = mlflow_store.configure()
+    tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
     ensure_ray()
     source = open_source(cfg.data)
     cfg = with_input_shape(cfg, source.layout)
     preprocessor = build_preprocessor(cfg, source)
     plan = plan_workers(cfg.scaling, ray.cluster_resources())
     storage = storage_root(cfg)
-    run_name = (
-        cfg.tracking.run_name or f"{cfg.tracking.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    fs, root = checkpoints.filesystem_for(storage)
-    run_id, _resumed = tracking.open_run(cfg.tracking.experiment, run_name, f"{storage}/{run_name}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
+    _fs, root = checkpoints.filesystem_for(storage)
+    loop_config = {
+        "job": cfg.to_dict(),
+        "preprocessor": preprocessor.to_dict(),
+        "run_id": None,
+        "tracking_uri": tracking_uri,
+        "storage_path": storage,
+        "run_dir": f"{root}/{run_name}",
+        "total_steps": _total_steps(cfg, source, plan),
+        "threads": int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
+        "fault": fault,
+    }
+    if not cfg.tracking.enabled:
+        trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
+        out = _fit_with_progress(trainer, None, None).return_value or {}
+        return _result(out, "", cfg.tracking.model_name, "", (), run_name)
+    job_key = f"{storage}/{run_name}"
+    run_id, _resumed = tracking.open_run(cfg.tracking.experiment, run_name, job_key)
     with tracking.tracked_run(run_id):
         tracking.log_job_config(run_id, cfg.to_dict(), config_file)
-        loop_config = {
-            "job": cfg.to_dict(),
-            "preprocessor": preprocessor.to_dict(),
-            "run_id": run_id,
-            "tracking_uri": tracking_uri,
-            "storage_path": storage,
-            "run_dir": f"{root}/{run_name}",
-            "total_steps": _total_steps(cfg, source, plan),
-            "threads": int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
-            "fault": fault,
-        }
+        loop_config["run_id"] = run_id
         trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
         result = _fit_with_progress(trainer, run_id, progress)
         out = result.return_value or {}
@@ -237,6 +246,10 @@ def run_training(
                 cfg.data.source,
                 data_config=cfg.data.to_dict(),
             )
+    return _result(out, run_id, version.name, str(version.version), version.aliases, run_name)
+
+
+def _result(out: dict, run_id: str, name: str, version: str, aliases, run_name: str):
     metrics = dict(out.get("test", {}))
     metrics.update(
         best_val_loss=out["best_val_loss"],
@@ -245,9 +258,10 @@ def run_training(
     )
     return TrainResult(
         run_id=run_id,
-        model_name=version.name,
-        version=str(version.version),
-        aliases=tuple(version.aliases),
+        model_name=name,
+        version=version,
+        aliases=tuple(aliases),
         metrics=metrics,
         run_name=run_name,
+        history=tuple(out.get("history", ())),
     )

@@ -65,3 +65,28 @@ def test_unknown_key_in_file(tmp_path):
 def test_missing_config_is_a_user_error():
     with pytest.raises(UserError, match="nope"):
         load_job_config("nope", [])
+
+
+def test_cli_shortcuts_become_overrides():
+    import argparse
+
+    from jobs import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--data",
+            "digits",
+            "--epochs",
+            "2",
+            "--use-gpu",
+            "--latent-dim",
+            "3",
+            "--set",
+            "train.epochs=5",
+        ]
+    )
+    cfg = load_job_config("digits", train.overrides_from_args(args))
+    assert cfg.train.epochs == 5  # explicit --set wins over the shortcut
+    assert cfg.scaling.use_gpu and cfg.model.latent_dim == 3 and cfg.data.source == "digits"

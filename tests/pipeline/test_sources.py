@@ -126,3 +126,38 @@ def test_parquet_split_folders_are_kept(tmp_path):
     plan = plan_source(DataConfig(source=str(tmp_path)))
     assert set(plan.units) == {"train", "val", "test"}
     assert read_all(plan, "val").column(schema.ID).to_pylist() == list(range(10, 15))
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A loopback HTTP server over a folder; yields (folder, base_url)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_mnist_download_verifies_sha256(mnist_dir, http_dir, tmp_path):
+    import shutil
+
+    from pipeline.errors import UserError
+    from pipeline.sources import mnist_download
+
+    folder, url = http_dir
+    for name in mnist_download.SHA256:
+        shutil.copy(mnist_dir / name, folder / name)
+    got = mnist_download.ensure_files(tmp_path / "cache", mirrors=(url,))
+    assert sorted(p.name for p in got.iterdir()) == sorted(mnist_download.SHA256)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    (got / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(UserError, match="sha256 mismatch"):
+        mnist_download.ensure_files(got, mirrors=(url,))
+    assert not (got / "t10k-labels-idx1-ubyte.gz").exists()

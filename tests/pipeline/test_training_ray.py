@@ -9,7 +9,6 @@ import socket
 import time
 
 import numpy as np
-import pyarrow.fs as pafs
 import pytest
 import torch
 
@@ -91,7 +90,7 @@ def test_killed_worker_resumes_as_one_finished_run(ray_local, tmp_path):
     cfg = _cfg(
         tmp_path,
         "scaling.workers=2",
-        "train.epochs=3",
+        "train.epochs=2",
         "train.log_images=false",
         "tracking.run_name=faulty",
     )
@@ -101,13 +100,10 @@ def test_killed_worker_resumes_as_one_finished_run(ray_local, tmp_path):
     runs = _client().search_runs([_client().get_experiment_by_name("test-train").experiment_id])
     assert [r.info.run_id for r in runs] == [result.run_id]
     assert runs[0].info.status == "FINISHED"
-    assert result.metrics["epochs_completed"] == 3.0
-    # Resumed from the epoch-1 checkpoint: epochs 2 and 3 ran once each after the restart.
-    assert sorted({m.step for m in _client().get_metric_history(result.run_id, "epoch")}) == [
-        1,
-        2,
-        3,
-    ]
+    assert result.metrics["epochs_completed"] == 2.0
+    # Resumed from the epoch-1 checkpoint: epoch 2 ran after the restart.
+    steps = {m.step for m in _client().get_metric_history(result.run_id, "epoch")}
+    assert sorted(steps) == [1, 2]
 
 
 def test_rerun_of_a_named_run_resumes(ray_local, tmp_path):

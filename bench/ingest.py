@@ -1,0 +1,163 @@
+"""Ingest throughput: vaepipe's Ray Data pipeline vs a raw pyarrow scan of the same files.
+
+Both produce the same thing, (B, 1, 28, 28) float32 torch batches scaled to [0, 1], at the same
+batch size: the pipeline through ``open_source`` + ``iter_torch_batches``, the baseline
+through ``pq.ParquetFile.iter_batches`` + ``np.frombuffer`` → torch. Runs are interleaved
+(order alternating), the first round is warm-up and discarded, and medians are reported.
+Datasets: MNIST train (60k) and 1M procedural shapes at 28×28, both made by
+``vaepipe prepare`` and cached under ``./.vaepipe/bench``. It also measures the storage-layout
+choice: decoding fixed_size_binary vs fixed_size_list / list<uint8> columns from Parquet.
+
+Usage: python bench/ingest.py [--rounds 5] [--batch-size 256] [--shapes-rows 1000000]
+Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from jobs.cli import main as cli_main  # noqa: E402
+from pipeline.batches import Preprocessor, decode_x, iter_torch_batches  # noqa: E402
+from pipeline.data_config import DataConfig  # noqa: E402
+from pipeline.ingest import open_source  # noqa: E402
+
+MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+
+
+def prepared(cache: Path, name: str, argv: list[str]) -> Path:
+    """``vaepipe prepare`` once; reuse the cached output afterwards."""
+    out = cache / name
+    if not (out / "_vaepipe.json").exists():
+        t0 = time.perf_counter()
+        if cli_main(["prepare", *argv, "--out", str(out), "--overwrite"]) != 0:
+            raise SystemExit(f"prepare {name} failed")
+        print(f"prepared {name} in {time.perf_counter() - t0:.1f}s", flush=True)
+    return out
+
+
+def raw_scan(files: list[Path], batch_size: int, shape: tuple[int, ...]) -> int:
+    rows = 0
+    for f in files:
+        for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=["x"]):
+            col = rb.column(0)
+            arr = np.frombuffer(col.buffers()[1], np.uint8, len(col) * 784, col.offset * 784)
+            x = torch.from_numpy(arr.reshape(len(col), *shape)).to(torch.float32) * (1 / 255)
+            rows += x.shape[0]
+    return rows
+
+
+def pipeline_scan(directory: Path, batch_size: int) -> int:
+    data = open_source(DataConfig(source=str(directory)))
+    pre = Preprocessor(data.layout)
+    return sum(b.x.shape[0] for b in iter_torch_batches(data.splits["train"], batch_size, pre))
+
+
+def timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    rows = fn(*args)
+    return rows / (time.perf_counter() - t0)
+
+
+def compare(directory: Path, rounds: int, batch_size: int) -> dict[str, float]:
+    files = sorted((directory / "train").glob("*.parquet"))
+    raw, pipe = [], []
+    for r in range(rounds):
+        order = [("raw", raw), ("pipe", pipe)] if r % 2 == 0 else [("pipe", pipe), ("raw", raw)]
+        for kind, out in order:
+            if kind == "raw":
+                rate = timed(raw_scan, files, batch_size, (1, 28, 28))
+            else:
+                rate = timed(pipeline_scan, directory, batch_size)
+            if r > 0:  # round 0 is warm-up (page cache, Ray workers, imports)
+                out.append(rate)
+        print(f"  {directory.name} round {r}: raw {raw[-1:]} pipe {pipe[-1:]}", flush=True)
+    raw_m, pipe_m = statistics.median(raw), statistics.median(pipe)
+    return {
+        "pipeline_rows_s": round(pipe_m),
+        "pyarrow_rows_s": round(raw_m),
+        "ratio": pipe_m / raw_m,
+    }
+
+
+def layout_decode(directory: Path, repeats: int = 5) -> dict[str, float]:
+    """Seconds to read one Parquet file and decode x to (N, 784) uint8, per column layout."""
+    f = sorted((directory / "train").glob("*.parquet"))[0]
+    x = decode_x(
+        pq.read_table(f, columns=["x"]).column("x"),
+        type("L", (), {"dtype": "uint8", "numel": 784, "nbytes": 784, "shape": (784,)})(),
+    )
+    layouts = {
+        "fixed_size_binary": pq.read_table(f, columns=["x"]).column("x").combine_chunks(),
+        "fixed_size_list": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 784),
+        "list": pa.ListArray.from_arrays(
+            pa.array(np.arange(0, x.size + 1, 784, dtype=np.int32)), pa.array(x.ravel())
+        ),
+    }
+    times = {}
+    for name, arr in layouts.items():
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"x": arr}), buf)
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            col = pq.read_table(io.BytesIO(buf.getvalue())).column("x").combine_chunks()
+            if name == "fixed_size_binary":
+                out = np.frombuffer(col.buffers()[1], np.uint8).reshape(len(col), 784)
+            else:
+                out = col.flatten().to_numpy().reshape(len(col), 784)
+            samples.append(time.perf_counter() - t0)
+        assert (out == x).all()
+        times[name] = statistics.median(samples)
+    return {f"{k}_vs_binary": round(v / times["fixed_size_binary"], 2) for k, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--shapes-rows", type=int, default=1_000_000)
+    ap.add_argument("--cache", type=Path, default=Path(".vaepipe/bench"))
+    args = ap.parse_args()
+
+    import ray
+    from ray.data import DataContext
+
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    DataContext.get_current().enable_progress_bars = False
+    DataContext.get_current().print_on_execution_start = False
+    n = args.shapes_rows
+    sets = {
+        "mnist_train": prepared(args.cache, "mnist", [str(MNIST_DIR)]),
+        f"shapes28_{n}": prepared(
+            args.cache, f"shapes28_{n}",
+            ["shapes", "--shapes-rows", str(n), "--shapes-resolution", "28"],
+        ),
+    }  # fmt: skip
+    results = {name: compare(d, args.rounds, args.batch_size) for name, d in sets.items()}
+    layout = layout_decode(sets["mnist_train"])
+    summary = {
+        "ratio_vs_pyarrow": round(min(r["ratio"] for r in results.values()), 3),
+        "batch_size": args.batch_size,
+        **{name: {k: round(v, 3) for k, v in r.items()} for name, r in results.items()},
+        "layout_decode_time_vs_fixed_size_binary": layout,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
