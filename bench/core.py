@@ -9,7 +9,7 @@
 Contenders run interleaved (order alternating each round), warm-up rounds discarded, one thread
 count for all, medians reported. Last line of output: one JSON object with the figures.
 
-    python bench/core.py [--threads N] [--rounds R]
+    python bench/core.py [--threads N] [--rounds R] [--budget SECONDS]
 """
 
 from __future__ import annotations
@@ -114,12 +114,24 @@ def make_matmul_step(batch_size: int) -> Callable[[], None]:
 
 
 def interleaved(
-    contenders: dict[str, Callable[[], None]], rounds: int, steps: int, warmup_rounds: int
+    contenders: dict[str, Callable[[], None]],
+    rounds: int,
+    steps: int,
+    warmup_rounds: int,
+    budget_s: float,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one figure per kept round; order alternates by round."""
+    """Seconds per call of each contender, one figure per kept round; order alternates by round.
+
+    Stops early (after at least 5 kept rounds) once ``budget_s`` is spent, so a loaded machine
+    gives fewer rounds rather than an endless run.
+    """
     names = list(contenders)
     times: dict[str, list[float]] = {n: [] for n in names}
+    start = time.perf_counter()
     for r in range(warmup_rounds + rounds):
+        kept = r - warmup_rounds
+        if kept >= 5 and time.perf_counter() - start > budget_s:
+            break
         for name in names if r % 2 == 0 else reversed(names):
             fn = contenders[name]
             t0 = time.perf_counter()
@@ -139,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--budget", type=float, default=90.0, help="seconds for all rounds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -150,6 +163,7 @@ def main() -> None:
         rounds=args.rounds,
         steps=5,
         warmup_rounds=WARMUP_ROUNDS,
+        budget_s=args.budget / 2,
     )
     # Batch 512: vae_core vs the matmul floor.
     t512 = interleaved(
@@ -157,6 +171,7 @@ def main() -> None:
         rounds=args.rounds,
         steps=2,
         warmup_rounds=WARMUP_ROUNDS,
+        budget_s=args.budget / 2,
     )
 
     for bs, times in ((128, t), (512, t512)):
@@ -168,7 +183,11 @@ def main() -> None:
     result["plain_samples_per_s_bs128"] = 128 / statistics.median(t["plain"])
     result["ratio_vs_plain"] = ratio_of_medians_per_round(t["plain"], t["core"])
 
-    print(f"threads={args.threads}  rounds={args.rounds} (after {WARMUP_ROUNDS} warm-up rounds)")
+    result["rounds_bs128"], result["rounds_bs512"] = len(t["core"]), len(t512["core"])
+    print(
+        f"threads={args.threads}  kept rounds {len(t['core'])} (bs128), {len(t512['core'])} "
+        f"(bs512), after {WARMUP_ROUNDS} warm-up rounds each"
+    )
     print(
         f"bs128: vae_core {result['core_samples_per_s_bs128']:.0f} samples/s, "
         f"plain {result['plain_samples_per_s_bs128']:.0f} samples/s, "

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from jobs.cli import main as cli_main  # noqa: E402
-from pipeline.batches import Preprocessor, decode_x, iter_torch_batches  # noqa: E402
+from pipeline.batches import Preprocessor, XLayout, decode_x, iter_torch_batches  # noqa: E402
 from pipeline.data_config import DataConfig  # noqa: E402
 from pipeline.ingest import open_source  # noqa: E402
 
@@ -51,13 +51,16 @@ def prepared(cache: Path, name: str, argv: list[str]) -> Path:
 
 
 def raw_scan(files: list[Path], batch_size: int, shape: tuple[int, ...]) -> int:
-    rows = 0
+    """The baseline: same files, same outputs (float x, ids, labels), no Ray."""
+    rows, nbytes = 0, int(np.prod(shape))
     for f in files:
-        for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=["x"]):
-            col = rb.column(0)
-            arr = np.frombuffer(col.buffers()[1], np.uint8, len(col) * 784, col.offset * 784)
+        for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+            col = rb.column("x")
+            arr = np.frombuffer(col.buffers()[1], np.uint8, len(col) * nbytes, col.offset * nbytes)
             x = torch.from_numpy(arr.reshape(len(col), *shape)).to(torch.float32) * (1 / 255)
-            rows += x.shape[0]
+            ids = rb.column("id").to_numpy()
+            labels = torch.from_numpy(np.array(rb.column("label").to_numpy(), dtype=np.int64))
+            rows += x.shape[0] + 0 * (len(ids) + len(labels))
     return rows
 
 
@@ -97,10 +100,7 @@ def compare(directory: Path, rounds: int, batch_size: int) -> dict[str, float]:
 def layout_decode(directory: Path, repeats: int = 5) -> dict[str, float]:
     """Seconds to read one Parquet file and decode x to (N, 784) uint8, per column layout."""
     f = sorted((directory / "train").glob("*.parquet"))[0]
-    x = decode_x(
-        pq.read_table(f, columns=["x"]).column("x"),
-        type("L", (), {"dtype": "uint8", "numel": 784, "nbytes": 784, "shape": (784,)})(),
-    )
+    x = decode_x(pq.read_table(f, columns=["x"]).column("x"), XLayout((784,), "uint8"))
     layouts = {
         "fixed_size_binary": pq.read_table(f, columns=["x"]).column("x").combine_chunks(),
         "fixed_size_list": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 784),

@@ -36,6 +36,7 @@ def run_demo(
     epochs: int | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
     say: Callable[[str], None] = print,
+    iw_samples: int = DEMO_IW_SAMPLES,
 ) -> DemoResult:
     from pipeline.encode import encode_dataset
     from pipeline.evaluate import evaluate_model
@@ -53,8 +54,8 @@ def run_demo(
     model_uri = f"models:/{trained.model_name}/{trained.version}"
     say(f"[2/4] encoding every row of {DATA} with {model_uri}")
     encoded = encode_dataset(model_uri, DATA, out / f"{DATA}-latent", overwrite=True)
-    say(f"[3/4] evaluating on the test split (IS-NLL with {DEMO_IW_SAMPLES} samples)")
-    evaluated = evaluate_model(model_uri, DATA, iw_samples=DEMO_IW_SAMPLES)
+    say(f"[3/4] evaluating on the test split (IS-NLL with {iw_samples} samples)")
+    evaluated = evaluate_model(model_uri, DATA, iw_samples=iw_samples)
     say("[4/4] drawing prior samples and reconstructions")
     images = [
         write_grid(model_uri, out / f"{DATA}-prior.png", n=64).out,

@@ -1,7 +1,7 @@
 """Any source → sharded Parquet in the storage layout, written atomically.
 
 Output: ``DIR/{train,val,test}/part-NNNNN.parquet`` (the splits computed once, kept when read
-back), ``DIR/_vaepipe.json`` (manifest). Files are ~128 MiB with ~32 MiB row groups (a row
+back), ``DIR/_vaepipe.json`` (manifest). Files are ~128 MiB with ~8 MiB row groups (a row
 group is one read unit). Everything is written to a staging folder beside ``DIR`` and renamed
 into place at the end; on any error the staging folder is removed and an existing ``DIR`` is
 untouched. Duplicate ids are checked across the whole set (8 bytes of driver memory per row).
@@ -29,7 +29,7 @@ from pipeline.ray_errors import user_errors
 from pipeline.sources import SPLITS
 
 FILE_BYTES = 128 << 20
-ROW_GROUP_BYTES = 32 << 20
+ROW_GROUP_BYTES = 8 << 20
 MANIFEST = "_vaepipe.json"
 
 

@@ -73,8 +73,12 @@ def elbo(
     kl_per_dim = _posterior(out).kl_per_dim()  # (B, L)
     rec_mean = rec.mean()
     kl_mean = kl_per_dim.sum(-1).mean()
-    loss = rec_mean + kl_weight(cfg, step) * _kl_penalty(kl_per_dim, cfg.free_bits)
-    return ElboTerms(loss, rec_mean, kl_mean, rec_mean + kl_mean)
+    neg = rec_mean + kl_mean
+    weight = kl_weight(cfg, step)
+    if weight == 1.0 and cfg.free_bits == 0:
+        return ElboTerms(neg, rec_mean, kl_mean, neg)  # the plain ELBO: no extra ops per step
+    penalty = _kl_penalty(kl_per_dim, cfg.free_bits) if cfg.free_bits > 0 else kl_mean
+    return ElboTerms(rec_mean + weight * penalty, rec_mean, kl_mean, neg)
 
 
 def _log_weights(model: nn.Module, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:

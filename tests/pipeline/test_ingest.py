@@ -23,44 +23,33 @@ def quiet_ray_data(ray_local):
     return ray_local
 
 
-def all_ids(ds) -> np.ndarray:
-    parts = [b.ids for b in iter_torch_batches(ds, 512, Preprocessor(LAYOUT_ANY(ds)))]
+def all_ids(data, split: str) -> np.ndarray:
+    pre = Preprocessor(data.layout)
+    parts = [b.ids for b in iter_torch_batches(data.splits[split], 512, pre)]
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
-def LAYOUT_ANY(ds):  # noqa: N802 - tiny helper keeping the tests short
-    return _layouts[id(ds)]
-
-
-_layouts: dict[int, object] = {}
-
-
-def opened(cfg: DataConfig):
-    data = open_source(cfg)
-    for ds in data.splits.values():
-        _layouts[id(ds)] = data.layout
-    return data
-
-
 def test_mnist_keeps_its_test_split_and_carves_val(mnist_dir):
-    data = opened(DataConfig(source=str(mnist_dir), val_fraction=0.1))
-    val, test = all_ids(data.splits["val"]), all_ids(data.splits["test"])
+    data = open_source(DataConfig(source=str(mnist_dir), val_fraction=0.1))
+    val, test = all_ids(data, "val"), all_ids(data, "test")
     assert len(test) == 10_000 and (test >> 32 == 1).all()
     assert 5_500 < len(val) < 6_500 and (val >> 32 == 0).all()
-    again = opened(DataConfig(source=str(mnist_dir), val_fraction=0.1))
-    assert np.array_equal(np.sort(val), np.sort(all_ids(again.splits["val"])))
+    again = open_source(DataConfig(source=str(mnist_dir), val_fraction=0.1))
+    assert np.array_equal(np.sort(val), np.sort(all_ids(again, "val")))
 
 
 def test_digits_splits_are_disjoint_and_complete():
-    data = opened(DataConfig(source="digits", val_fraction=0.2, test_fraction=0.1))
-    ids = {s: all_ids(ds) for s, ds in data.splits.items()}
+    data = open_source(DataConfig(source="digits", val_fraction=0.2, test_fraction=0.1))
+    ids = {s: all_ids(data, s) for s in data.splits}
     together = np.concatenate(list(ids.values()))
     assert len(together) == 1797 and len(np.unique(together)) == 1797
     assert 250 < len(ids["val"]) < 470 and 110 < len(ids["test"]) < 260
 
 
 def test_batches_from_a_train_shard_iterator_with_shuffle_and_dynamic_binarization():
-    data = opened(DataConfig(source="shapes", shapes_rows=3000, shapes_resolution=16, limit=1000))
+    data = open_source(
+        DataConfig(source="shapes", shapes_rows=3000, shapes_resolution=16, limit=1000)
+    )
     shard = data.splits["train"].iterator()  # what ray.train.get_dataset_shard returns
     pre = Preprocessor(data.layout, binarize="dynamic")
     batches = list(iter_torch_batches(shard, 128, pre, shuffle_buffer=500, seed=1, drop_last=True))
@@ -74,7 +63,7 @@ def test_batches_from_a_train_shard_iterator_with_shuffle_and_dynamic_binarizati
 def test_standardization_one_streaming_pass(tmp_path):
     values = np.random.default_rng(0).normal(3.0, 2.0, size=(2000, 4))
     write_parquet(float_table(values), tmp_path / "f.parquet", row_group_size=300)
-    data = opened(
+    data = open_source(
         DataConfig(source=str(tmp_path / "f.parquet"), val_fraction=0.0, test_fraction=0.0)
     )
     mean, std = compute_standardization(data.splits["train"], data.layout)
@@ -90,7 +79,7 @@ def test_nan_inside_a_ray_task_surfaces_as_one_line_user_error(tmp_path):
     vals = np.ones((50, 3))
     vals[40, 0] = np.inf
     f = write_parquet(float_table(vals), tmp_path / "bad.parquet")
-    data = opened(DataConfig(source=str(f), val_fraction=0.0, test_fraction=0.0))
+    data = open_source(DataConfig(source=str(f), val_fraction=0.0, test_fraction=0.0))
     with pytest.raises(UserError) as info:
         list(iter_torch_batches(data.splits["train"], 16, Preprocessor(data.layout)))
     assert "bad.parquet" in str(info.value) and "NaN or Inf" in str(info.value)
