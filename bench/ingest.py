@@ -8,7 +8,7 @@ Datasets: MNIST train (60k) and 1M procedural shapes at 28×28, both made by
 ``vaepipe prepare`` and cached under ``./.vaepipe/bench``. It also measures the storage-layout
 choice: decoding fixed_size_binary vs fixed_size_list / list<uint8> columns from Parquet.
 
-Usage: python bench/ingest.py [--rounds 5] [--batch-size 256] [--shapes-rows 1000000]
+Usage: python bench/ingest.py [--rounds 4] [--batch-size 256] [--shapes-rows 1000000]
 Last line: one JSON object.
 """
 
@@ -128,7 +128,7 @@ def layout_decode(directory: Path, repeats: int = 5) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--shapes-rows", type=int, default=1_000_000)
     ap.add_argument("--cache", type=Path, default=Path(".vaepipe/bench"))

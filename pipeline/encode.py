@@ -67,35 +67,48 @@ def encode_dataset(
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_vae(model_uri)
-    staged.recover()
-    existing = staged.existing()
-    if existing is not None and not overwrite:
-        return _already_done(existing, staged.out, loaded, cfg.source, with_z, start)
-    src = _open(cfg)
-    _check_shapes(loaded, src.layout, cfg.source)
-    meta = _file_metadata(loaded, cfg.source)
-    plan = _plan(threads)
-    staging = staged.begin()
-    try:
-        with user_errors():
-            _run(src.ds, staging, loaded, meta, plan, batch_size, with_z)
-        files = _staged_files(staging)
-        manifest = _manifest(files, loaded, cfg.source, with_z)
-        staged.commit(manifest)
-    except BaseException:
-        staged.abort()
-        raise
+    with staged.locked():
+        staged.recover()
+        existing = staged.existing()
+        if existing is not None and not overwrite:
+            return _already_done(existing, staged.out, loaded, cfg.source, with_z, start)
+        src = _open(cfg)
+        _check_shapes(loaded, src.layout, cfg.source)
+        plan = _plan(threads)
+        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z)
     seconds = time.perf_counter() - start
     log.info("encoded %d rows into %s in %.1fs", manifest["rows"], staged.out, seconds)
     return EncodeResult(
         str(staged.out),
         manifest["rows"],
-        [f["path"] for f in files],
+        [f["path"] for f in manifest["files"]],
         loaded.describe(),
         False,
         seconds,
         asdict(plan),
     )
+
+
+def _write_and_commit(
+    staged: StagedOutput,
+    src: _Whole,
+    loaded: LoadedModel,
+    plan: EncodePlan,
+    batch_size: int,
+    with_z: bool,
+) -> dict[str, Any]:
+    """Run the Ray job into a fresh staging dir and commit it; clean up on any failure."""
+    staging = staged.begin()
+    try:
+        with user_errors():
+            meta = _file_metadata(loaded, src.source)
+            _run(src.ds, staging, loaded, meta, plan, batch_size, with_z)
+        manifest = _manifest(_staged_files(staging), loaded, src.source, with_z)
+        staged.commit(manifest)
+    except BaseException:
+        staged.abort()
+        raise
+    return manifest
 
 
 # ----------------------------------------------------------------------------- checks
@@ -179,6 +192,7 @@ class _Whole:
 
     ds: Any
     layout: Any
+    source: str
 
 
 def _open(cfg: DataConfig) -> _Whole:
@@ -201,7 +215,7 @@ def _open(cfg: DataConfig) -> _Whole:
         batch_size=None,
         fn_kwargs={"units": units, "read": plan.read, "carve": None, "keep": "train"},
     )
-    return _Whole(ds.limit(cfg.limit) if cfg.limit is not None else ds, plan.layout)
+    return _Whole(ds.limit(cfg.limit) if cfg.limit is not None else ds, plan.layout, cfg.source)
 
 
 def _plan(threads: int | None) -> EncodePlan:

@@ -3,9 +3,13 @@
 Layout next to the output ``DIR`` (same parent, so every rename stays on one filesystem and is
 atomic):
 
-    .DIR.vaepipe-staging/   files being written; ``_SUCCESS`` written last, once all are there
+    .DIR.vaepipe-lock       flock held for the whole command: one writer per output at a time
+    .DIR.vaepipe-staging-T/ files being written by attempt T; ``_SUCCESS`` written last
     .DIR.vaepipe-old/       a previous complete output being replaced (``--overwrite`` only)
     DIR/                    a complete output: data files + ``_SUCCESS`` (JSON manifest)
+
+Each attempt stages into a fresh directory, so a straggling write task of a killed attempt can
+only fail (its directory is gone), never add files to a later attempt's output.
 
 Commit order: manifest into staging → DIR to old (if replacing) → staging to DIR → delete old.
 Whatever step a kill interrupts, ``StagedOutput.recover`` on the next run brings the directory
@@ -18,10 +22,13 @@ Local filesystems only (a rename on object stores is a copy, not atomic).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +61,63 @@ class StagedOutput:
 
     def __init__(self, out: str | os.PathLike) -> None:
         self.out = Path(out).expanduser().absolute()
-        self.staging = self.out.parent / f".{self.out.name}.vaepipe-staging"
-        self.old = self.out.parent / f".{self.out.name}.vaepipe-old"
+        prefix = f".{self.out.name}.vaepipe-"
+        self._staging_prefix = f"{prefix}staging-"
+        self.staging = self.out.parent / f"{self._staging_prefix}{uuid.uuid4().hex[:12]}"
+        self.old = self.out.parent / f"{prefix}old"
+        self.lock_path = self.out.parent / f"{prefix}lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on this output (released by the kernel if we are killed).
+
+        Nothing is created when the parent directory does not exist yet: then no other
+        writer can hold the lock either, and ``begin`` reports an unwritable place.
+        """
+        if not self.out.parent.is_dir():
+            yield
+            return
+        fd = self._acquire()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink()
+            os.close(fd)
+
+    def _acquire(self) -> int:
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UserError(f"cannot write output {self.out}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise UserError(f"another vaepipe command is writing {self.out}") from None
+            # The holder before us may have unlinked the file as we opened it: retry then.
+            if os.path.exists(self.lock_path) and os.stat(self.lock_path).st_ino == (
+                os.fstat(fd).st_ino
+            ):
+                return fd
+            os.close(fd)
+
+    def _stagings(self) -> list[Path]:
+        parent = self.out.parent
+        if not parent.is_dir():
+            return []
+        return sorted(p for p in parent.iterdir() if p.name.startswith(self._staging_prefix))
 
     # -- before writing -------------------------------------------------------------------
 
     def recover(self) -> None:
         """Finish or undo whatever an interrupted earlier run left behind."""
-        staged = read_manifest(self.staging) is not None
-        if staged and not self.out.exists():
-            self.staging.rename(self.out)  # killed between the two commit renames
-        elif self.staging.exists():
-            shutil.rmtree(self.staging)  # killed while writing: nothing of it counts
+        for staging in self._stagings():
+            if read_manifest(staging) is not None and not self.out.exists():
+                staging.rename(self.out)  # killed between the two commit renames
+            else:
+                shutil.rmtree(staging)  # killed while writing: nothing of it counts
         if self.old.exists():
             if self.out.exists():
                 shutil.rmtree(self.old)  # killed after the commit, before the cleanup

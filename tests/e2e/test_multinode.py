@@ -1,8 +1,9 @@
 """A simulated two-node cluster on loopback: training places its workers on both nodes.
 
 Two `ray start` nodes (head + added node), each with its own temp dir, both with token auth.
-Each node has 2 logical CPUs and each of the 2 workers asks for 1.5, so no node can hold both:
-Ray must spread them, and the test checks on which nodes the RayTrainWorker actors ran.
+Each node has 3 logical CPUs and each of the 2 workers asks for 2, so no node can hold both:
+Ray must spread them (1 CPU per node stays free for Ray Data), and the test checks on which
+nodes the RayTrainWorker actors ran.
 
 Opt-in (VAEPIPE_E2E_MULTINODE=1): a second Ray node plus a 2-rank DDP run takes minutes on the
 2-core CI machine, beyond the e2e tier's budget.
@@ -31,9 +32,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
-    state = start_stack(tmp_path_factory.mktemp("stack2"), num_cpus=2)
+    state = start_stack(tmp_path_factory.mktemp("stack2"), num_cpus=3)
     try:
-        local_stack.add_node(Path(state.root), num_cpus=2)
+        local_stack.add_node(Path(state.root), num_cpus=3)
         yield local_stack.load_state(Path(state.root))
     finally:
         stop_stack(local_stack.load_state(Path(state.root)))
@@ -55,9 +56,9 @@ def test_training_uses_both_nodes(two_nodes, mnist_subset, tmp_path):
     env = client_env(two_nodes, HOME=str(tmp_path / "home"))
     proc = vaepipe(
         env, "submit", "--", "train", "--data", str(mnist_subset), "--epochs", "1",
-        "--workers", "2", "--set", "scaling.cpus_per_worker=1.5",
+        "--workers", "2", "--set", "scaling.cpus_per_worker=2",
         "--model-name", "e2e_multinode", "--experiment", "e2e", "--json",
-        timeout=600,
+        timeout=420,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert len(train_worker_nodes(two_nodes)) == 2
