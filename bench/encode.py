@@ -15,7 +15,7 @@ Synthetic data in ingest's layout (id, x: fixed_size_binary 784 uint8 as (1, 28,
 once under ``--cache``; the model is a small random MLP VAE registered in a temporary MLflow
 store (what it computes does not matter, that it computes the same thing in both does).
 
-    python bench/encode.py [--rows 1600000] [--throughput-rows 400000] [--rounds 3]
+    python bench/encode.py [--rows 1700000] [--throughput-rows 800000] [--rounds 3]
 Last line: one JSON object.
 """
 
@@ -174,14 +174,14 @@ class PeakSampler(threading.Thread):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=1_600_000, help="rows of the memory dataset")
-    p.add_argument("--throughput-rows", type=int, default=400_000)
+    p.add_argument("--rows", type=int, default=1_700_000, help="rows of the memory dataset")
+    p.add_argument("--throughput-rows", type=int, default=800_000)
     p.add_argument("--rounds", type=int, default=3, help="rounds per contender, incl. warm-up")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: plan's)")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--latent", type=int, default=16)
-    p.add_argument("--object-store-mb", type=int, default=128)
+    p.add_argument("--object-store-mb", type=int, default=100)
     p.add_argument("--cpus", type=int, default=None, help="logical CPUs for the local Ray")
     p.add_argument("--cache", default=str(REPO / ".vaepipe" / "bench"))
     args = p.parse_args()

@@ -120,10 +120,10 @@ def main() -> None:
     os.environ.setdefault("VAEPIPE_ARTIFACT_ROOT", f"{tmp}/mlartifacts")
     ray.init(address="local", num_cpus=2 * cores, include_dashboard=False, log_to_driver=False)
 
-    on = run_training(job(args, tmp, "scaling.workers=1", "tracking.run_name=on"))
+    on = run_training(job(args, tmp, "scaling.workers=1", "tracking.run_name=track-on"))
     first_step = on.history[0]["first_step_at"] - T_START
     off = run_training(
-        job(args, tmp, "scaling.workers=1", "tracking.enabled=false", "tracking.run_name=off")
+        job(args, tmp, "scaling.workers=1", "tracking.enabled=false", "tracking.run_name=track-off")
     )
     n = run_training(
         job(
@@ -131,7 +131,7 @@ def main() -> None:
             tmp,
             f"scaling.workers={args.workers}",
             "tracking.enabled=false",
-            "tracking.run_name=n",
+            "tracking.run_name=n-workers",
         )
     )
     plain = plain_loop(job(args, tmp), args.epochs, cores)

@@ -252,7 +252,8 @@ def _run(
         num_gpus=plan.gpus_per_actor or None,
     )
     latent_dim = int(loaded.vae.cfg.latent_dim)
-    encoded.write_parquet(str(staging), min_rows_per_file=rows_per_file(latent_dim, with_z))
+    per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)
+    encoded.write_parquet(str(staging), min_rows_per_file=per_file)
 
 
 def _file_metadata(loaded: LoadedModel, source: str) -> dict[bytes, bytes]:

@@ -112,7 +112,8 @@ class TrackingSettings:
         for name in ("experiment", "model_name"):
             if not getattr(self, name):
                 raise ValueError(f"tracking.{name} must not be empty")
-        if self.run_name is not None and ("/" in self.run_name or not self.run_name.strip()):
+        name = self.run_name
+        if name is not None and (not isinstance(name, str) or "/" in name or not name.strip()):
             raise ValueError(
                 f"tracking.run_name must be a non-empty name without '/', got {self.run_name!r}"
             )

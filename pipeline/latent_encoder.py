@@ -24,8 +24,13 @@ from vae_core import objectives
 from vae_core.config import ModelConfig
 from vae_core.model import VAE, VAEOutput
 
-# Target size of one latent Parquet file (uncompressed; float latents barely compress).
-TARGET_FILE_BYTES = 128 * 1024 * 1024
+# Size of one latent Parquet file (uncompressed; float latents barely compress): 128 MiB, or
+# less with a small object store. The write operator holds a file's rows in the object store
+# until it has enough; holding more than a small part of the store backpressures the encoder
+# (measured: 10x slower with 900k-row files on a 100 MiB store).
+MAX_FILE_BYTES = 128 * 1024 * 1024
+MIN_FILE_BYTES = 4 * 1024 * 1024
+FILE_SHARE_OF_STORE = 1 / 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class EncodePlan:
     cpus_per_actor: float
     gpus_per_actor: float
     threads: int  # torch intra-op threads per actor
+    object_store_bytes: float = 0.0
 
     @property
     def device(self) -> str:
@@ -68,23 +74,25 @@ def plan_encoding(cluster: dict[str, float], threads: int | None = None) -> Enco
     """
     cpus = float(cluster.get("CPU", 1.0))
     gpus = int(cluster.get("GPU", 0.0))
+    store = float(cluster.get("object_store_memory", 0.0))
     cores = os.cpu_count() or 1
     if gpus > 0:
         per = math.floor(min(1.0, cpus / (2 * gpus)) * 100) / 100
-        return EncodePlan(gpus, max(per, 0.01), 1.0, threads or 1)
+        return EncodePlan(gpus, max(per, 0.01), 1.0, threads or 1, store)
     actors = max(1, int(cpus // 8))  # ~8 CPUs per actor: 4 for torch, the rest for I/O
     # A fractional reservation: Ray Data budgets CPUs per operator, and a whole-CPU actor on a
     # small machine leaves the read operator backpressured (measured: 30 s stalls on 2 cores).
     per = math.floor(min(4.0, cpus / (4 * actors)) * 100) / 100
     auto_threads = max(1, min(4, cores - 1, int(cpus * 0.75 / actors)))
-    return EncodePlan(actors, max(per, 0.01), 0.0, threads or auto_threads)
+    return EncodePlan(actors, max(per, 0.01), 0.0, threads or auto_threads, store)
 
 
-def rows_per_file(latent_dim: int, with_z: bool) -> int:
-    """Rows that make a latent file of about ``TARGET_FILE_BYTES``."""
+def rows_per_file(latent_dim: int, with_z: bool, object_store_bytes: float) -> int:
+    """Rows that make one latent file of a sensible size for this cluster."""
+    target = min(MAX_FILE_BYTES, max(MIN_FILE_BYTES, object_store_bytes * FILE_SHARE_OF_STORE))
     vectors = 3 if with_z else 2
     row_bytes = 8 + 4 * latent_dim * vectors + 4 + 8  # id, vectors, score, label
-    return max(1, TARGET_FILE_BYTES // row_bytes)
+    return max(1, int(target // row_bytes))
 
 
 def inference_preprocessor(d: dict[str, Any]) -> Preprocessor:
