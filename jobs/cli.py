@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+DESCRIPTION = "Train VAEs with Ray and MLflow; encode datasets to latent Parquet."
+
 # subcommand -> (module in jobs/, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jobs.demo", "train on built-in digits, register, encode and evaluate, all locally"),
@@ -26,11 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaepipe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="vaepipe", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text)
+        # The command's own parser (built after its module is imported) handles -h.
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 

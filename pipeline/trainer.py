@@ -29,6 +29,8 @@ from pipeline.resources import WorkerPlan, plan_workers
 Progress = Callable[[dict[str, float]], None]
 POLL_S = 1.0  # how often the driver looks for a new epoch in MLflow
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
+# Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
+CONTROLLER_FAILURE_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,12 @@ def _trainer(cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, st
         run_config=RunConfig(
             name=run_name,
             storage_path=storage,
-            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            # A worker group that cannot be placed (a node lost for good) is a *controller*
+            # failure, retried forever by default (Ray waited > 500 s here): bound it.
+            failure_config=FailureConfig(
+                max_failures=cfg.train.max_failures,
+                controller_failure_limit=CONTROLLER_FAILURE_LIMIT,
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
         datasets=dict(source.splits),
