@@ -72,6 +72,7 @@ def encode_dataset(
         existing = staged.existing()
         if existing is not None and not overwrite:
             return _already_done(existing, staged.out, loaded, cfg.source, with_z, start)
+        staged.check_writable()
         src = _open(cfg)
         _check_shapes(loaded, src.layout, cfg.source)
         plan = _plan(threads)
@@ -102,7 +103,7 @@ def _write_and_commit(
     try:
         with user_errors():
             meta = _file_metadata(loaded, src.source)
-            _run(src.ds, staging, loaded, meta, plan, batch_size, with_z)
+            _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
         manifest = _manifest(_staged_files(staging), loaded, src.source, with_z)
         staged.commit(manifest)
     except BaseException:
@@ -188,34 +189,39 @@ def _identity(model: dict[str, Any]) -> tuple:
 
 @dataclass(frozen=True)
 class _Whole:
-    """Every row of a source as one Dataset, with its layout."""
+    """Every row of a source, planned on the driver (files checked, no Ray yet)."""
 
-    ds: Any
+    plan: Any  # pipeline.sources.SourcePlan
     layout: Any
     source: str
+    limit: int | None
+
+    def dataset(self) -> Any:
+        """All rows, each read once: every read unit of every split, no carving.
+
+        (``open_source`` gives train/val/test; their union would read carved sources 3 times.)
+        """
+        import ray.data
+
+        from pipeline.ingest import read_blocks
+
+        units = [u for split in self.plan.units.values() for u in split]
+        n = max(1, len(units))
+        ds = ray.data.range(n, override_num_blocks=n).map_batches(
+            read_blocks,
+            batch_format="pyarrow",
+            batch_size=None,
+            fn_kwargs={"units": units, "read": self.plan.read, "carve": None, "keep": "train"},
+        )
+        return ds.limit(self.limit) if self.limit is not None else ds
 
 
 def _open(cfg: DataConfig) -> _Whole:
-    """All rows, each read once: every read unit of every split the source has, no carving.
-
-    (``open_source`` gives train/val/test; their union would read carved sources 3 times.)
-    """
-    import ray.data
-
-    from pipeline.ingest import read_blocks
     from pipeline.sources import plan_source
 
     with user_errors():
         plan = plan_source(cfg)
-    units = [u for split in plan.units.values() for u in split]
-    n = max(1, len(units))
-    ds = ray.data.range(n, override_num_blocks=n).map_batches(
-        read_blocks,
-        batch_format="pyarrow",
-        batch_size=None,
-        fn_kwargs={"units": units, "read": plan.read, "carve": None, "keep": "train"},
-    )
-    return _Whole(ds.limit(cfg.limit) if cfg.limit is not None else ds, plan.layout, cfg.source)
+    return _Whole(plan, plan.layout, cfg.source, cfg.limit)
 
 
 def _plan(threads: int | None) -> EncodePlan:

@@ -142,6 +142,15 @@ class StagedOutput:
             )
         return manifest
 
+    def check_writable(self) -> None:
+        """Refuse early (before any work) a place that cannot hold the output."""
+        ancestor = self.out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            why = "not a directory" if not ancestor.is_dir() else "not writable"
+            raise UserError(f"cannot write output {self.out}: {ancestor} is {why}")
+
     def begin(self) -> Path:
         """Create a fresh staging dir and return it; an unwritable place is a ``UserError``."""
         try:

@@ -78,6 +78,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         assert words in message and "\n" not in message, (uri, data, out, message)
     assert _user_files(tree(tmp_path)) == _user_files(before)
     assert hidden_leftovers(tmp_path) == []
+    import ray
+
+    assert not ray.is_initialized()  # every refusal came before any Ray work
 
 
 def _user_files(files: dict[str, bytes]) -> dict[str, bytes]:
