@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from vae_core.config import ObjectiveConfig
-from vae_core.objectives import elbo, importance_sampled_nll, training_loss
+from vae_core.objectives import elbo, importance_sampled_nll
+from vae_core.training import train_step
 
 NLL_CHUNK = 100  # importance samples per chunk: memory ~ NLL_CHUNK x B x features floats
 MAX_MU_ROWS = 10_000  # posterior means kept for the active-units estimate
@@ -97,44 +98,17 @@ def train_epoch(
     examples, start, first_at = 0, time.perf_counter(), None
     for x in batches:
         first_at = first_at or time.time()
-        device_type = x.device.type
         if acc[0].device != x.device:
             acc = [a.to(x.device) for a in acc]
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            device_type, dtype=precision.dtype, enabled=precision.dtype is not None
-        ):
-            terms = training_loss(model, x, objective, step)
-        _backward_and_step(model, terms.loss, optimizer, grad_clip_norm, scaler)
-        if scheduler is not None:
-            scheduler.step()
+        terms = train_step(
+            model, x, optimizer, objective, step, grad_clip_norm, scheduler, precision.dtype, scaler
+        )
         _add_terms(acc, terms, x.shape[0])
         examples += x.shape[0]
         step += 1
     sums = EpochSums(*(float(a) for a in acc), examples=examples, first_batch_at=first_at)
     sums.seconds = time.perf_counter() - start
     return sums, step
-
-
-def _backward_and_step(
-    model: nn.Module,
-    loss: Tensor,
-    optimizer: torch.optim.Optimizer,
-    grad_clip_norm: float | None,
-    scaler: torch.amp.GradScaler | None,
-) -> None:
-    if scaler is None:
-        loss.backward()
-        if grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-        optimizer.step()
-        return
-    scaler.scale(loss).backward()
-    if grad_clip_norm is not None:
-        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-    scaler.step(optimizer)
-    scaler.update()
 
 
 @torch.no_grad()

@@ -61,17 +61,32 @@ def train_step(
     step: int,
     grad_clip_norm: float | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> ElboTerms:
     """One optimizer step on batch x; returns the batch's terms, detached (no host sync here).
 
-    The caller puts the model in train mode; ``step`` drives the KL warm-up.
+    The caller puts the model in train mode; ``step`` drives the KL warm-up. ``autocast_dtype``
+    (bf16 / fp16) runs the forward pass under autocast; fp16 needs a ``scaler``.
     """
     optimizer.zero_grad(set_to_none=True)
-    terms = training_loss(model, x, objective_cfg, step)
-    terms.loss.backward()
-    if grad_clip_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-    optimizer.step()
+    with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        terms = training_loss(model, x, objective_cfg, step)
+    if scaler is None:
+        terms.loss.backward()
+        _clip(model, grad_clip_norm)
+        optimizer.step()
+    else:
+        scaler.scale(terms.loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        _clip(model, grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
     if scheduler is not None:
         scheduler.step()
     return terms.detach()
+
+
+def _clip(model: nn.Module, max_norm: float | None) -> None:
+    if max_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
