@@ -190,6 +190,17 @@ def to_torch_batch(
     return TorchBatch(x=preprocessor(x, generator, ids=ids), ids=ids, labels=labels)
 
 
+# Rows fetched from Ray Data per batch are cut into training batches here: Ray's iterator costs
+# about a millisecond per batch it hands out (bench/ingest.py), so asking it for 256-row batches
+# would cap ingest far below a raw pyarrow scan. ~8 MiB of stored samples per fetch.
+FETCH_BYTES = 8 << 20
+
+
+def fetch_rows(batch_size: int, layout: XLayout) -> int:
+    """Rows per Ray Data batch: a multiple of ``batch_size`` near FETCH_BYTES of samples."""
+    return batch_size * max(1, FETCH_BYTES // (layout.nbytes * batch_size))
+
+
 def iter_torch_batches(
     data: Any,
     batch_size: int,
@@ -203,23 +214,29 @@ def iter_torch_batches(
     """Stream a ``ray.data.Dataset`` or a Ray Train shard (``DataIterator``) as TorchBatches.
 
     ``shuffle_buffer`` > 0 turns on Ray's local shuffle; ``seed`` fixes it and the dynamic
-    binarization draws (fresh per batch, reproducible per seed).
+    binarization draws (fresh per batch, reproducible per seed). ``prefetch_batches`` counts
+    training batches; Ray prefetches whole fetches covering at least that many.
     """
     generator = None
     if preprocessor.binarize == "dynamic":
         generator = torch.Generator(device=device)
         generator.manual_seed(seed if seed is not None else torch.seed())
-    batches = data.iter_batches(
-        batch_size=batch_size,
+    fetch = fetch_rows(batch_size, preprocessor.layout)
+    tables = data.iter_batches(
+        batch_size=fetch,
         batch_format="pyarrow",
-        prefetch_batches=prefetch_batches,
-        drop_last=drop_last,
+        prefetch_batches=max(1, math.ceil(prefetch_batches * batch_size / fetch)),
         local_shuffle_buffer_size=shuffle_buffer or None,
         local_shuffle_seed=seed if shuffle_buffer else None,
     )
     with user_errors():
-        for table in batches:
-            yield to_torch_batch(table, preprocessor, device, generator)
+        for table in tables:
+            # Only the last fetch can be short (Ray's batcher fills every other one exactly).
+            for start in range(0, table.num_rows, batch_size):
+                piece = table.slice(start, batch_size)  # zero-copy
+                if drop_last and piece.num_rows < batch_size:
+                    break
+                yield to_torch_batch(piece, preprocessor, device, generator)
 
 
 def _partial_moments(table: pa.Table, layout: XLayout, scale: float) -> pa.Table:

@@ -47,6 +47,7 @@ from vae_core.training import build_optimizer, build_scheduler
 __all__ = ["train_func", "train_epoch", "validate_epoch", "LoopState"]
 
 EVAL_BATCH = 512  # examples per validation/test batch (no gradients, so bigger is cheaper)
+IMAGE_TIME_SHARE = 0.01  # image grids may take ~1% of the run (the tracking budget is 2%)
 
 
 @dataclass
@@ -175,6 +176,9 @@ class _Worker:
         self.logger = self._make_logger()
         self.examples: Tensor | None = None  # fixed validation examples for the image grids
         self.first_batch_at: float | None = None
+        self.started = time.perf_counter()
+        self.image_seconds = 0.0  # spent on image grids so far (see IMAGE_TIME_SHARE)
+        self.images_epoch: int | None = None
 
     def _restore(self, latest) -> LoopState:
         fs, _ = checkpoints.filesystem_for(self.config["storage_path"])
@@ -247,11 +251,28 @@ class _Worker:
         if self.logger is None:
             return
         self.logger.log_metrics(metrics, step=self.state.epoch)
-        if self.job.train.log_images and self.examples is not None:
-            from pipeline.images import epoch_images
+        if self._images_due():
+            self.log_images()
 
-            images = epoch_images(self.vae, self.examples, self.preprocessor, self.job.train.seed)
-            self.logger.log_images(images, step=self.state.epoch)
+    def _images_due(self) -> bool:
+        # Rendering and uploading the grids costs a fixed time per epoch, far above the
+        # tracking budget on short epochs: log them only while their share of time allows.
+        elapsed = time.perf_counter() - self.started
+        return self.image_seconds <= IMAGE_TIME_SHARE * elapsed
+
+    def log_images(self) -> None:
+        """Reconstructions, prior samples and traversals at this epoch (once per epoch)."""
+        if not self.job.train.log_images or self.examples is None:
+            return
+        if self.logger is None or self.images_epoch == self.state.epoch:
+            return
+        from pipeline.images import epoch_images
+
+        start = time.perf_counter()
+        images = epoch_images(self.vae, self.examples, self.preprocessor, self.job.train.seed)
+        self.logger.log_images(images, step=self.state.epoch)
+        self.images_epoch = self.state.epoch
+        self.image_seconds += time.perf_counter() - start
 
     def report(self, metrics: dict[str, float]) -> dict[str, float]:
         """Checkpoint (rank 0) and report (every rank); timestamps for bench/train.py."""
@@ -319,6 +340,7 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
             w.log_epoch(metrics)
             history.append(w.report(metrics))
             w.maybe_fault()
+        w.log_images()  # the final model's grids, whatever the time share allowed before
         test_metrics = w.test()
         if w.logger is not None:
             w.logger.log_metrics(test_metrics, step=w.state.epoch)

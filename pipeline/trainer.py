@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pipeline import checkpoints, mlflow_store, tracking
 from pipeline.batches import Preprocessor, XLayout, compute_standardization
 from pipeline.errors import UserError
 from pipeline.job_config import TrainJobConfig
+from pipeline.ray_session import ensure_ray
 from pipeline.resources import WorkerPlan, plan_workers
 
 Progress = Callable[[dict[str, float]], None]
@@ -50,15 +50,6 @@ class TrainResult:
         out = dataclasses.asdict(self) | {"aliases": list(self.aliases), "metrics": metrics}
         out.pop("history")
         return out
-
-
-def ensure_ray() -> None:
-    """Connect to ``RAY_ADDRESS``'s cluster, else start a local Ray (never someone else's)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
 
 
 def storage_root(cfg: TrainJobConfig) -> str:
