@@ -201,18 +201,10 @@ class _Whole:
 
         (``open_source`` gives train/val/test; their union would read carved sources 3 times.)
         """
-        import ray.data
-
-        from pipeline.ingest import read_blocks
+        from pipeline.ingest import units_dataset
 
         units = [u for split in self.plan.units.values() for u in split]
-        n = max(1, len(units))
-        ds = ray.data.range(n, override_num_blocks=n).map_batches(
-            read_blocks,
-            batch_format="pyarrow",
-            batch_size=None,
-            fn_kwargs={"units": units, "read": self.plan.read, "carve": None, "keep": "train"},
-        )
+        ds = units_dataset(units, self.plan.read)
         return ds.limit(self.limit) if self.limit is not None else ds
 
 
@@ -242,6 +234,8 @@ def _run(
     batch_size: int,
     with_z: bool,
 ) -> None:
+    from ray.data import ActorPoolStrategy
+
     payload = ModelPayload.from_vae(loaded.vae, loaded.preprocessor, meta)
     encoded = ds.map_batches(
         LatentEncoder,
@@ -253,7 +247,7 @@ def _run(
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=plan.actors,
+        compute=ActorPoolStrategy(size=plan.actors),
         num_cpus=plan.cpus_per_actor,
         num_gpus=plan.gpus_per_actor or None,
     )

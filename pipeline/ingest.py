@@ -71,9 +71,26 @@ def read_blocks(
         yield table
 
 
+def units_dataset(
+    units: list[Any],
+    read: Callable[[Any], pa.Table],
+    carve: Carve | None = None,
+    keep: str = "train",
+) -> Any:
+    """The rows of ``units`` as a lazy Dataset: UNITS_PER_TASK units per Ray task, streamed."""
+    import ray.data
+
+    n = max(1, len(units))  # Ray needs a block; an empty split reads nothing from it
+    return ray.data.range(n, override_num_blocks=-(-n // UNITS_PER_TASK)).map_batches(
+        read_blocks,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_kwargs={"units": units, "read": read, "carve": carve, "keep": keep},
+    )
+
+
 def split_dataset(plan: SourcePlan, split: str, cfg: DataConfig) -> Any:
     """The Dataset of one split: the source's own, or carved from its train units."""
-    import ray.data
 
     carved = [s for s in SPLITS if s not in plan.units]
     carve = None
@@ -85,18 +102,7 @@ def split_dataset(plan: SourcePlan, split: str, cfg: DataConfig) -> Any:
         )
     own = split in plan.units and not (split == "train" and carve is not None)
     units = plan.units[split] if own else plan.units["train"]
-    n = max(1, len(units))  # Ray needs a block; an empty split reads nothing from it
-    ds = ray.data.range(n, override_num_blocks=-(-n // UNITS_PER_TASK)).map_batches(
-        read_blocks,
-        batch_format="pyarrow",
-        batch_size=None,
-        fn_kwargs={
-            "units": units,
-            "read": plan.read,
-            "carve": None if own else carve,
-            "keep": split,
-        },
-    )
+    ds = units_dataset(units, plan.read, None if own else carve, split)
     return ds.limit(cfg.limit) if cfg.limit is not None else ds
 
 

@@ -13,7 +13,13 @@ import os
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
     import ray
+    from ray.data import DataContext
 
+    # In a non-interactive log Ray Data prints a progress block per operator every few
+    # seconds; vaepipe reports its own progress.
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
