@@ -76,12 +76,13 @@ def units_dataset(
     read: Callable[[Any], pa.Table],
     carve: Carve | None = None,
     keep: str = "train",
+    units_per_task: int = UNITS_PER_TASK,
 ) -> Any:
-    """The rows of ``units`` as a lazy Dataset: UNITS_PER_TASK units per Ray task, streamed."""
+    """The rows of ``units`` as a lazy Dataset: ``units_per_task`` units per Ray task."""
     import ray.data
 
     n = max(1, len(units))  # Ray needs a block; an empty split reads nothing from it
-    return ray.data.range(n, override_num_blocks=-(-n // UNITS_PER_TASK)).map_batches(
+    return ray.data.range(n, override_num_blocks=-(-n // units_per_task)).map_batches(
         read_blocks,
         batch_format="pyarrow",
         batch_size=None,
