@@ -17,7 +17,7 @@ Warm-up (epoch 1) is discarded, medians of the remaining epochs; the plain loop 
 between and after the Ray runs and its median over all of them is used (the first plain run's
 time is left out of seconds_to_first_step). The last line is one JSON object.
 
-    python bench/train.py [--epochs 4] [--rows 12000] [--workers 2]
+    python bench/train.py [--epochs 3] [--rows 54000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ MNIST = Path(
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--rows", type=int, default=12_000, help="training rows (data.limit)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--rows", type=int, default=54_000, help="training rows (data.limit)")
     p.add_argument("--workers", type=int, default=2, help="N for the N-vs-1 comparison")
     p.add_argument("--batch-size", type=int, default=128)
     return p.parse_args()
