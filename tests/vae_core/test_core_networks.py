@@ -12,15 +12,6 @@ IMAGE_SHAPES = [(1, 28, 28), (1, 64, 64), (3, 32, 32)]
 PAIRS = [("mlp", "mlp"), ("mlp", "conv"), ("conv", "mlp"), ("conv", "conv")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and stays fast on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(shape, encoder="mlp", decoder="mlp", **kw) -> ModelConfig:
     kw.setdefault("hidden_sizes", (32,))
     kw.setdefault("conv_channels", (4, 8))

@@ -22,15 +22,6 @@ from vae_core import (
 from vae_core.distributions import standard_normal_log_prob
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and stays fast on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _sharp_model(shape, latent_dim, likelihood="bernoulli", seed=0, scale=3.0, **kw) -> VAE:
     """A small float64 VAE whose decoder depends strongly on z (weights times ``scale``), so the
     bounds differ visibly."""

@@ -22,15 +22,6 @@ from vae_core import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and stays fast on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _toy_data(n=64, d=20, seed=0) -> torch.Tensor:
     """Two noisy binary prototypes: a VAE learns them within a few dozen steps."""
     gen = torch.Generator().manual_seed(seed)
