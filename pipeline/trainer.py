@@ -28,6 +28,7 @@ from pipeline.resources import WorkerPlan, plan_workers
 
 Progress = Callable[[dict[str, float]], None]
 POLL_S = 1.0  # how often the driver looks for a new epoch in MLflow
+PROGRESS_KEYS = ("train/loss", "val/neg_elbo", "samples_per_s")  # what jobs/train.py prints
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
 # Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
 CONTROLLER_FAILURE_LIMIT = 2
@@ -164,11 +165,25 @@ def _latest_epoch(run_id: str) -> float:
 def _relay_progress(run_id: str, seen: float, progress: Progress) -> float:
     from mlflow import MlflowClient
 
-    metrics = MlflowClient().get_run(run_id).data.metrics
+    client = MlflowClient()
+    metrics = client.get_run(run_id).data.metrics
     epoch = metrics.get("epoch", 0.0)
+    if epoch > seen + 1:  # short epochs: several finished since the last poll
+        for missed in _epochs_between(client, run_id, seen, epoch):
+            progress(missed)
     if epoch != seen:
         progress(metrics)
     return epoch
+
+
+def _epochs_between(client, run_id: str, seen: float, epoch: float) -> list[dict[str, float]]:
+    """The progress metrics of the epochs after ``seen`` and before ``epoch`` (steps = epochs)."""
+    by_step: dict[int, dict[str, float]] = {}
+    for key in PROGRESS_KEYS:
+        for m in client.get_metric_history(run_id, key):
+            if seen < m.step < epoch:
+                by_step.setdefault(m.step, {"epoch": float(m.step)})[key] = m.value
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def _final_vae(cfg: TrainJobConfig, result, storage: str, run_name: str):
