@@ -8,11 +8,13 @@ which is why units are a few large row ranges.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import gzip
 import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -99,11 +101,27 @@ class IdxUnit:
     id_base: int
 
 
+@functools.lru_cache(maxsize=4)  # MNIST: train/t10k images and labels
+def _decompressed(path: str, mtime_ns: int) -> bytes:
+    """A .gz IDX file's bytes, decompressed once per process. gzip cannot seek: reading rows
+    k..n would otherwise decompress everything before them again, for every unit and epoch."""
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise UserError(f"{path}: corrupt gzip data ({exc})") from None
+
+
 def _read_rows(header: IdxHeader, start: int, stop: int) -> np.ndarray:
     want = (stop - start) * header.row_bytes
-    with _open(header.path) as f:
-        f.seek(header.data_offset + start * header.row_bytes)
-        raw = f.read(want)
+    offset = header.data_offset + start * header.row_bytes
+    if header.path.endswith(".gz"):
+        data = _decompressed(header.path, os.stat(header.path).st_mtime_ns)
+        raw = memoryview(data)[offset : offset + want]
+    else:
+        with open(header.path, "rb") as f:
+            f.seek(offset)
+            raw = f.read(want)
     if len(raw) != want:
         raise UserError(f"{header.path}: truncated IDX data at row {start}")
     return np.frombuffer(raw, dtype=np.uint8).reshape(stop - start, *header.dims[1:])
