@@ -74,7 +74,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class ScalingSettings:
     workers: int = 1
-    """Training workers (DDP ranks); 0 picks the layout itself (1 CPU worker, or one per GPU)."""
+    """Training workers (DDP ranks); 0 picks the layout (one per node on CPU, one per GPU)."""
     use_gpu: bool = False
     """One GPU per worker, NCCL between them; otherwise CPU with gloo."""
     cpus_per_worker: float | None = None

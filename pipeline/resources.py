@@ -44,7 +44,7 @@ def plan_workers(scaling: ScalingSettings, cluster: dict[str, float]) -> WorkerP
     total_gpus = int(cluster.get("GPU", 0.0))
     if scaling.use_gpu and total_gpus < 1:
         raise UserError("scaling.use_gpu is set but the Ray cluster has no GPU")
-    workers = scaling.workers or _auto_workers(scaling.use_gpu, total_gpus)
+    workers = scaling.workers or _auto_workers(scaling.use_gpu, total_gpus, _node_count(cluster))
     if scaling.use_gpu and workers > total_gpus:
         raise UserError(
             f"scaling.workers={workers} needs {workers} GPUs; the cluster has {total_gpus}"
@@ -58,10 +58,17 @@ def plan_workers(scaling: ScalingSettings, cluster: dict[str, float]) -> WorkerP
     return WorkerPlan(workers, scaling.use_gpu, cpus, _threads(cpus, workers))
 
 
-def _auto_workers(use_gpu: bool, total_gpus: int) -> int:
-    # On CPU one worker with all the threads beats several DDP ranks splitting the same cores
-    # (no gradient all-reduce); bench/train.py measures this. On GPU: one rank per GPU.
-    return max(1, total_gpus) if use_gpu else 1
+def _node_count(cluster: dict[str, float]) -> int:
+    # Every node holds 1.0 of "node:<its ip>" (nodes sharing an ip add up), and the head also
+    # "node:__internal_head__".
+    nodes = sum(v for k, v in cluster.items() if k.startswith("node:") and "__" not in k)
+    return max(1, int(nodes))
+
+
+def _auto_workers(use_gpu: bool, total_gpus: int, nodes: int) -> int:
+    # On CPU one worker per node with all its threads beats several DDP ranks splitting the
+    # same cores (no gradient all-reduce; bench/train.py measures this). On GPU: one per GPU.
+    return max(1, total_gpus) if use_gpu else nodes
 
 
 def _auto_cpus(use_gpu: bool, workers: int, total_cpus: float) -> float:

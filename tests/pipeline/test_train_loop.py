@@ -159,6 +159,10 @@ def test_workers_leave_cpu_for_data():
     assert plan.num_workers == 2 and plan.cpus_per_worker * 2 <= 3.0
     auto = plan_workers(ScalingSettings(workers=0), {"CPU": 2.0})
     assert auto.num_workers == 1 and auto.cpus_per_worker == 1.0
+    two_nodes = {"CPU": 8.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}
+    two_nodes["node:__internal_head__"] = 1.0
+    auto = plan_workers(ScalingSettings(workers=0), two_nodes)
+    assert auto.num_workers == 2 and auto.cpus_per_worker == 3.0  # one per node, 2 CPUs kept
     assert (
         plan_workers(ScalingSettings(workers=0, use_gpu=True), {"CPU": 8, "GPU": 2}).num_workers
         == 2
