@@ -1,4 +1,4 @@
-"""Image grids of a VAE for the tracking UI: reconstructions, prior samples, latent traversals."""
+"""Image grids of a VAE: reconstructions, prior samples, latent traversals (MLflow and PNG)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,23 @@ import torch
 from torch import Tensor
 
 from pipeline.batches import Preprocessor
-from pipeline.tracking import image_grid
 from vae_core.model import VAE
 from vae_core.sampling import latent_traversal, reconstruct, sample_prior
 
 GRID_COLS = 8
 TRAVERSAL_DIMS = 8
+
+
+def image_grid(x: np.ndarray, ncol: int = 8) -> np.ndarray:
+    """``x`` (N, C, H, W) floats in [0, 1] → one uint8 grid (rows*H, ncol*W[, C]); 2-D if C=1."""
+    n, c, h, w = x.shape
+    rows = -(-n // ncol)
+    grid = np.zeros((rows * h, ncol * w, c), dtype=np.uint8)
+    pixels = (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = pixels[i]
+    return grid[..., 0] if c == 1 else grid
 
 
 def is_image_data(preprocessor: Preprocessor) -> bool:

@@ -12,12 +12,11 @@ import torch
 from pipeline.batches import Preprocessor, iter_torch_batches
 from pipeline.data_config import DataConfig
 from pipeline.errors import UserError
-from pipeline.images import is_image_data
+from pipeline.images import image_grid, is_image_data
 from pipeline.latent_encoder import inference_preprocessor
 from pipeline.ray_errors import user_errors
 from pipeline.ray_session import ensure_ray
 from pipeline.registry import load_vae
-from pipeline.tracking import image_grid
 from vae_core.sampling import reconstruct, sample_prior
 
 MIN_CELL_PX = 48  # small images (8x8 digits) are scaled up so the PNG is readable

@@ -142,15 +142,3 @@ def _start_system_metrics(run_id: str, tracking_uri: str):
     except Exception as exc:  # psutil missing or the sampler can't start: metrics are optional
         log.warning("system metrics disabled: %s", exc)
         return None
-
-
-def image_grid(x: np.ndarray, ncol: int = 8) -> np.ndarray:
-    """``x`` (N, C, H, W) floats in [0, 1] → one uint8 grid (rows*H, ncol*W[, C]); 2-D if C=1."""
-    n, c, h, w = x.shape
-    rows = -(-n // ncol)
-    grid = np.zeros((rows * h, ncol * w, c), dtype=np.uint8)
-    pixels = (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
-    for i in range(n):
-        r, col = divmod(i, ncol)
-        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = pixels[i]
-    return grid[..., 0] if c == 1 else grid
