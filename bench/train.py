@@ -77,7 +77,8 @@ def wall_samples_per_s(history, examples: float) -> float:
 
 
 def plain_loop(cfg, epochs: int, threads: int) -> list[float]:
-    """Samples/s per epoch of ``train_epoch`` over in-memory uint8 batches (no Ray, no MLflow)."""
+    """Samples/s per epoch of ``train_epoch`` over uint8 samples held in memory (no Ray, no
+    MLflow), reshuffled every epoch as a plain loop (``DataLoader(shuffle=True)``) would be."""
     import torch
 
     from pipeline.batches import Preprocessor, iter_torch_batches
@@ -92,8 +93,9 @@ def plain_loop(cfg, epochs: int, threads: int) -> list[float]:
     raw = Preprocessor(layout=source.layout, scale_to_unit=False)  # keep uint8 values
     prep = Preprocessor(layout=source.layout, binarize=cfg.data.binarize)
     bs = cfg.train.batch_size
-    data = [b.x.to(torch.uint8) for b in iter_torch_batches(source.splits["train"], bs, raw)]
-    data = [x for x in data if x.shape[0] == bs]  # drop_last, as the Ray loop does
+    data = torch.cat(
+        [b.x.to(torch.uint8) for b in iter_torch_batches(source.splits["train"], bs, raw)]
+    )
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     vae = VAE(cfg.model)
@@ -101,7 +103,9 @@ def plain_loop(cfg, epochs: int, threads: int) -> list[float]:
     gen = torch.Generator().manual_seed(0)
     rates, step = [], 0
     for _ in range(epochs):
-        batches = (prep(x, gen) for x in data)
+        order = torch.randperm(len(data), generator=gen)
+        starts = range(0, len(data) - bs + 1, bs)  # drop_last, as the Ray loop does
+        batches = (prep(data[order[i : i + bs]], gen) for i in starts)
         sums, step = train_epoch(vae, batches, opt, cfg.objective, step, None, 200.0)
         rates.append(sums.examples / sums.seconds)
     return rates

@@ -175,19 +175,41 @@ def to_torch_batch(
     generator: torch.Generator | None = None,
 ) -> TorchBatch:
     """One Arrow batch → TorchBatch; pixels cross to the device as uint8, then become float."""
-    x_np = decode_x(table.column(schema.X), preprocessor.layout)
+    x = _x_tensor(table, preprocessor.layout)
+    ids, labels = _ids(table), _labels(table)
+    x = _model_input(x, preprocessor, device, generator, ids)
+    return TorchBatch(x=x, ids=ids, labels=labels)
+
+
+def _x_tensor(table: pa.Table, layout: XLayout) -> torch.Tensor:
+    """(N, *shape) uint8/float32 CPU tensor over the Arrow buffer (zero-copy, read-only)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # read-only Arrow memory; we never write to it
-        x = torch.from_numpy(x_np)
+        return torch.from_numpy(decode_x(table.column(schema.X), layout))
+
+
+def _ids(table: pa.Table) -> Any:
+    col = table.column(schema.ID)
+    return col.to_numpy() if pa.types.is_integer(col.type) else col.combine_chunks()
+
+
+def _labels(table: pa.Table) -> torch.Tensor | None:
+    if schema.LABEL not in table.column_names:
+        return None
+    lab = table.column(schema.LABEL).fill_null(-1).to_numpy()
+    return torch.from_numpy(np.array(lab, dtype=np.int64))  # (B,), small copy
+
+
+def _model_input(
+    x: torch.Tensor,
+    preprocessor: Preprocessor,
+    device: str | torch.device,
+    generator: torch.Generator | None,
+    ids: Any,
+) -> torch.Tensor:
     if torch.device(device).type != "cpu":
         x = x.to(device, non_blocking=True)
-    id_col = table.column(schema.ID)
-    ids = id_col.to_numpy() if pa.types.is_integer(id_col.type) else id_col.combine_chunks()
-    labels = None
-    if schema.LABEL in table.column_names:
-        lab = table.column(schema.LABEL).fill_null(-1).to_numpy()
-        labels = torch.from_numpy(np.array(lab, dtype=np.int64))  # (B,), small copy
-    return TorchBatch(x=preprocessor(x, generator, ids=ids), ids=ids, labels=labels)
+    return preprocessor(x, generator, ids=ids)
 
 
 # Rows fetched from Ray Data per batch are cut into training batches here: Ray's iterator costs
@@ -210,33 +232,72 @@ def iter_torch_batches(
     seed: int | None = None,
     drop_last: bool = False,
     prefetch_batches: int = 4,
+    with_meta: bool = True,
 ) -> Iterator[TorchBatch]:
     """Stream a ``ray.data.Dataset`` or a Ray Train shard (``DataIterator``) as TorchBatches.
 
-    ``shuffle_buffer`` > 0 turns on Ray's local shuffle; ``seed`` fixes it and the dynamic
-    binarization draws (fresh per batch, reproducible per seed). ``prefetch_batches`` counts
-    training batches; Ray prefetches whole fetches covering at least that many.
+    ``shuffle_buffer`` > 0 shuffles the rows within each fetch of at least that many rows (a
+    fetch is ~8 MiB, so usually more); ``seed`` fixes the shuffle and the dynamic binarization
+    draws (fresh per batch, reproducible per seed). ``with_meta=False`` skips ids and labels
+    (the training loop needs neither). ``prefetch_batches`` counts training batches; Ray
+    prefetches whole fetches covering at least that many.
     """
+    seed = seed if seed is not None else torch.seed()
     generator = None
     if preprocessor.binarize == "dynamic":
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
+        generator = torch.Generator(device=device).manual_seed(seed)
     fetch = fetch_rows(batch_size, preprocessor.layout)
+    if shuffle_buffer:
+        fetch = max(fetch, batch_size * math.ceil(shuffle_buffer / batch_size))
+    cutter = _Cutter(batch_size, preprocessor, device, generator, drop_last, with_meta)
+    shuffler = torch.Generator().manual_seed(seed) if shuffle_buffer else None
     tables = data.iter_batches(
         batch_size=fetch,
         batch_format="pyarrow",
         prefetch_batches=max(1, math.ceil(prefetch_batches * batch_size / fetch)),
-        local_shuffle_buffer_size=shuffle_buffer or None,
-        local_shuffle_seed=seed if shuffle_buffer else None,
     )
     with user_errors():
         for table in tables:
+            # Shuffling here, one torch gather per batch, costs a fraction of Ray's local shuffle
+            # buffer (an Arrow concat + take per fetch, in the training process).
+            order = None if shuffler is None else torch.randperm(table.num_rows, generator=shuffler)
+            yield from cutter.cut(table, order)
+
+
+@dataclass(frozen=True)
+class _Cutter:
+    """Cuts one fetched Arrow table into TorchBatches, in ``order`` (a permutation) if given."""
+
+    batch_size: int
+    preprocessor: Preprocessor
+    device: str | torch.device
+    generator: torch.Generator | None
+    drop_last: bool
+    with_meta: bool
+
+    def cut(self, table: pa.Table, order: torch.Tensor | None) -> Iterator[TorchBatch]:
+        x_all = _x_tensor(table, self.preprocessor.layout)  # (N, *shape), zero-copy
+        need_ids = self.with_meta or self.preprocessor.binarize == "static"
+        ids_all = _ids(table) if need_ids else None
+        labels_all = _labels(table) if self.with_meta else None
+        n = table.num_rows
+        for start in range(0, n, self.batch_size):
             # Only the last fetch can be short (Ray's batcher fills every other one exactly).
-            for start in range(0, table.num_rows, batch_size):
-                piece = table.slice(start, batch_size)  # zero-copy
-                if drop_last and piece.num_rows < batch_size:
-                    break
-                yield to_torch_batch(piece, preprocessor, device, generator)
+            stop = min(start + self.batch_size, n)
+            if self.drop_last and stop - start < self.batch_size:
+                break
+            rows = slice(start, stop) if order is None else order[start:stop]
+            ids = None if ids_all is None else _take(ids_all, rows)
+            labels = None if labels_all is None else labels_all[rows]
+            x = _model_input(x_all[rows], self.preprocessor, self.device, self.generator, ids)
+            yield TorchBatch(x=x, ids=ids, labels=labels)
+
+
+def _take(ids: Any, rows: slice | torch.Tensor) -> Any:
+    if isinstance(rows, slice):
+        return ids[rows]
+    index = rows.numpy()
+    return ids[index] if isinstance(ids, np.ndarray) else ids.take(pa.array(index))
 
 
 def _partial_moments(table: pa.Table, layout: XLayout, scale: float) -> pa.Table:

@@ -47,7 +47,7 @@ class TrainSettings:
     log_images: bool = True
     """Log reconstructions, prior samples and latent traversals as images every epoch."""
     shuffle_buffer: int = 4096
-    """Rows in the local shuffle buffer of the training stream; 0 disables shuffling."""
+    """Rows shuffled together in the training stream (at least one ~8 MiB fetch); 0: no shuffle."""
     max_failures: int = 2
     """Worker-group restarts (from the last checkpoint) before the run fails; -1: no limit."""
 

@@ -205,6 +205,7 @@ class _Worker:
             shuffle_buffer=t.shuffle_buffer if train else 0,
             seed=epoch_seed(t.seed, epoch, self.rank),
             drop_last=train,  # equal shards + drop_last: every rank takes the same DDP steps
+            with_meta=False,
         ):
             yield batch.x
 
