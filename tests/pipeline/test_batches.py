@@ -9,7 +9,14 @@ import torch
 from ingest_factories import pixel_table
 
 from pipeline import schema
-from pipeline.batches import Preprocessor, XLayout, decode_x, encode_x, to_torch_batch
+from pipeline.batches import (
+    Preprocessor,
+    XLayout,
+    decode_x,
+    encode_x,
+    iter_torch_batches,
+    to_torch_batch,
+)
 from pipeline.hashing import id_hash
 from pipeline.ingest import Carve
 
@@ -82,6 +89,47 @@ def test_to_torch_batch():
     assert b.ids.tolist() == [0, 1, 2, 3, 4] and b.labels.dtype == torch.int64
     b = to_torch_batch(t.drop_columns([schema.LABEL]), Preprocessor(LAYOUT))
     assert b.labels is None
+
+
+class _Fetches:
+    """What iter_torch_batches needs of a Ray dataset: ``iter_batches`` of pyarrow tables."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def iter_batches(self, batch_size: int, **_) -> list[pa.Table]:
+        n = self.table.num_rows
+        return [self.table.slice(i, batch_size) for i in range(0, n, batch_size)]
+
+
+def _shuffled_ids(table: pa.Table, seed: int, drop_last: bool = False) -> list[list[int]]:
+    pre = Preprocessor(LAYOUT, scale_to_unit=False)
+    batches = list(
+        iter_torch_batches(
+            _Fetches(table), 32, pre, shuffle_buffer=1, seed=seed, drop_last=drop_last
+        )
+    )
+    raw = decode_x(table.column(schema.X), LAYOUT)
+    for b in batches:  # pixels and labels travel with their ids
+        assert torch.equal(b.x, torch.from_numpy(raw[b.ids]).float())
+        assert b.labels.tolist() == (b.ids % 3).tolist()
+    return [b.ids.tolist() for b in batches]
+
+
+def test_shuffle_permutes_rows_within_fetches_reproducibly():
+    table = pixel_table(1000)
+    first = _shuffled_ids(table, seed=1)
+    flat = [i for ids in first for i in ids]
+    assert sorted(flat) == list(range(1000)) and flat != sorted(flat)
+    assert first == _shuffled_ids(table, seed=1)
+    assert first != _shuffled_ids(table, seed=2)
+    assert all(len(ids) == 32 for ids in _shuffled_ids(table, seed=1, drop_last=True))
+
+
+def test_training_batches_can_skip_ids_and_labels():
+    pre = Preprocessor(LAYOUT)
+    (b,) = iter_torch_batches(_Fetches(pixel_table(8)), 8, pre, with_meta=False)
+    assert b.ids is None and b.labels is None and b.x.shape == (8, 1, 4, 4)
 
 
 def test_id_hash_is_stable_and_typed():
