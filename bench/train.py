@@ -2,22 +2,24 @@
 
 In one run, on MNIST (real IDX files; ``--rows`` of the training split), the ``mnist`` model:
 
-1. ray_vs_plain: steady-state training samples/s through Ray Train (1 worker, streaming Ray Data
-   shard, tracking on) / a plain PyTorch loop over the same batches held in memory (same model,
-   batch size, thread count, the same ``train_epoch``). Target >= 0.95.
-2. tracking_on_vs_off: whole-epoch throughput (train + validate + log + checkpoint, from the
-   report timestamps) with MLflow tracking on (metrics, images, system metrics) / off.
-   Target >= 0.98.
+1. ray_vs_plain: training samples/s through Ray Train (1 worker, streaming Ray Data shard,
+   tracking on) / a plain PyTorch loop over the same batches held in memory (same model, batch
+   size, thread count, the same ``train_epoch``). Target >= 0.95.
+2. tracking_on_vs_off: whole-epoch throughput (train + validate + log + checkpoint + report)
+   with MLflow tracking on (metrics, images, system metrics) / off. Target >= 0.98.
 3. workers_n_vs_1: training samples/s of N DDP workers / 1 worker on the same cores, and the
    layout ``scaling.workers: 0`` (auto) picks. Target >= 1.0, or auto picks the faster one.
-4. seconds_to_first_step: from the start of this process to the first training batch of run 1
-   (imports, Ray start, data open, MLflow run, worker start-up, first batch).
+4. seconds_to_first_step: from the start of this process to the first training batch of the
+   first Ray run (imports, Ray start, data open, MLflow run, worker start-up, first batch).
 
-Warm-up (epoch 1) is discarded, medians of the remaining epochs; the plain loop runs before,
-between and after the Ray runs and its median over all of them is used (the first plain run's
-time is left out of seconds_to_first_step). The last line is one JSON object.
+Side by side: on a shared VM the same loop swings by ±20% over tens of seconds, so runs timed
+one after another compare the machine's moods. Here the compared loops take turns epoch by
+epoch (``pipeline.epoch_gate`` holds each Ray run at its epoch boundaries): plain, Ray on, Ray
+off, plain, ... and then 1 worker, N workers, 1 worker, ... Each figure is the median over
+epochs of the ratio of neighbouring epochs; epoch 0 (warm-up) is discarded. The last line is
+one JSON object.
 
-    python bench/train.py [--epochs 3] [--rows 54000] [--workers 2]
+    python bench/train.py [--epochs 10] [--rows 54000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 MNIST = Path(
@@ -40,7 +43,7 @@ MNIST = Path(
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10, help="per run; epoch 0 is warm-up")
     p.add_argument("--rows", type=int, default=54_000, help="training rows (data.limit)")
     p.add_argument("--workers", type=int, default=2, help="N for the N-vs-1 comparison")
     p.add_argument("--batch-size", type=int, default=128)
@@ -66,49 +69,152 @@ def job(args, tmp: str, *extra: str):
     )
 
 
-def steady(history, key: str) -> float:
-    return statistics.median(h[key] for h in history[1:])
+class PlainLoop:
+    """``train_epoch`` over uint8 samples held in memory (no Ray, no MLflow), reshuffled every
+    epoch as a plain loop (``DataLoader(shuffle=True)``) would be; one epoch per call."""
+
+    def __init__(self, cfg, threads: int) -> None:
+        import torch
+
+        from pipeline.batches import Preprocessor, iter_torch_batches
+        from pipeline.ingest import open_source
+        from pipeline.trainer import with_input_shape
+        from vae_core.model import VAE
+        from vae_core.training import build_optimizer
+
+        source = open_source(cfg.data)
+        self.cfg = with_input_shape(cfg, source.layout)
+        raw = Preprocessor(layout=source.layout, scale_to_unit=False)  # keep uint8 values
+        self.prep = Preprocessor(layout=source.layout, binarize=cfg.data.binarize)
+        bs = cfg.train.batch_size
+        batches = iter_torch_batches(source.splits["train"], bs, raw)
+        self.data = torch.cat([b.x.to(torch.uint8) for b in batches])  # (N, 1, 28, 28)
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.vae = VAE(self.cfg.model)
+        self.opt = build_optimizer(self.vae, self.cfg.optim)
+        self.gen = torch.Generator().manual_seed(0)
+        self.step = 0
+
+    def epoch(self) -> float:
+        """One pass; its training samples/s."""
+        import torch
+
+        from pipeline.epochs import train_epoch
+
+        bs, n = self.cfg.train.batch_size, len(self.data)
+        order = torch.randperm(n, generator=self.gen)
+        starts = range(0, n - bs + 1, bs)  # drop_last, as the Ray loop does
+        batches = (self.prep(self.data[order[i : i + bs]], self.gen) for i in starts)
+        clip = self.cfg.optim.grad_clip_norm
+        sums, self.step = train_epoch(
+            self.vae, batches, self.opt, self.cfg.objective, self.step, None, clip
+        )
+        return sums.examples / sums.seconds
 
 
-def wall_samples_per_s(history, examples: float) -> float:
-    """Whole-epoch throughput from consecutive report timestamps (epochs 2..N)."""
-    gaps = [b["wall_time"] - a["wall_time"] for a, b in zip(history, history[1:], strict=False)]
-    return examples / statistics.median(gaps)
+class GatedRun:
+    """``run_training`` in a thread, each epoch held until ``epoch(e)`` opens it."""
+
+    def __init__(self, cfg, gate_dir: str) -> None:
+        from pipeline.epoch_gate import EpochGate
+        from pipeline.trainer import run_training
+
+        self.epochs = cfg.train.epochs
+        self.gate = EpochGate(gate_dir)
+        self.started = time.time()
+        self.box: dict = {}
+
+        def target() -> None:
+            try:
+                self.box["result"] = run_training(cfg, gate=gate_dir)
+            except BaseException as exc:  # re-raised in the bench thread
+                self.box["error"] = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def epoch(self, e: int) -> float:
+        """Run epoch ``e`` alone; its wall seconds (train, validate, log, checkpoint, report)."""
+        try:
+            return self.gate.run_epoch(e, self.thread.is_alive)
+        except RuntimeError:
+            raise self.box.get("error") or RuntimeError("the run ended early") from None
+
+    def finish(self):
+        """Let the run test, register and end; its TrainResult."""
+        self.gate.open(self.epochs)
+        self.thread.join()
+        if "error" in self.box:
+            raise self.box["error"]
+        return self.box["result"]
 
 
-def plain_loop(cfg, epochs: int, threads: int) -> list[float]:
-    """Samples/s per epoch of ``train_epoch`` over uint8 samples held in memory (no Ray, no
-    MLflow), reshuffled every epoch as a plain loop (``DataLoader(shuffle=True)``) would be."""
-    import torch
+def sps(result) -> list[float]:
+    return [h["samples_per_s"] for h in result.history]
 
-    from pipeline.batches import Preprocessor, iter_torch_batches
-    from pipeline.epochs import train_epoch
-    from pipeline.ingest import open_source
-    from pipeline.trainer import with_input_shape
-    from vae_core.model import VAE
-    from vae_core.training import build_optimizer
 
-    source = open_source(cfg.data)
-    cfg = with_input_shape(cfg, source.layout)
-    raw = Preprocessor(layout=source.layout, scale_to_unit=False)  # keep uint8 values
-    prep = Preprocessor(layout=source.layout, binarize=cfg.data.binarize)
-    bs = cfg.train.batch_size
-    data = torch.cat(
-        [b.x.to(torch.uint8) for b in iter_torch_batches(source.splits["train"], bs, raw)]
-    )
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    vae = VAE(cfg.model)
-    opt = build_optimizer(vae, cfg.optim)
-    gen = torch.Generator().manual_seed(0)
-    rates, step = [], 0
-    for _ in range(epochs):
-        order = torch.randperm(len(data), generator=gen)
-        starts = range(0, len(data) - bs + 1, bs)  # drop_last, as the Ray loop does
-        batches = (prep(data[order[i : i + bs]], gen) for i in starts)
-        sums, step = train_epoch(vae, batches, opt, cfg.objective, step, None, 200.0)
-        rates.append(sums.examples / sums.seconds)
-    return rates
+def paired(ratios: list[float]) -> dict:
+    """The median of per-epoch-pair ratios, with every pair's ratio for the record."""
+    return {"median": statistics.median(ratios), "pairs": [round(r, 3) for r in ratios]}
+
+
+def ray_vs_plain_and_tracking(args, tmp: str, cores: int, startup: float) -> dict:
+    """Plain, Ray (tracking on), Ray (tracking off), plain, ... epoch by epoch."""
+    plain = PlainLoop(job(args, tmp), cores)
+    runs = {}
+    for name, flag in (("on", "true"), ("off", "false")):
+        cfg = job(
+            args,
+            tmp,
+            "scaling.workers=1",
+            f"scaling.cpus_per_worker={cores}",  # threads = cores, as the auto layout
+            f"tracking.enabled={flag}",
+            f"tracking.run_name=track-{name}",
+        )
+        runs[name] = GatedRun(cfg, f"{tmp}/gate-{name}")
+        runs[name].epoch(0)  # warm-up, alone (the first run's first step is timed here)
+    plain.epoch()  # warm-up
+    plain_sps, wall = [plain.epoch()], {"on": [], "off": []}
+    for e in range(1, args.epochs):
+        for name in ("on", "off"):
+            wall[name].append(runs[name].epoch(e))
+        plain_sps.append(plain.epoch())
+    on = runs["on"].finish()
+    runs["off"].finish()
+    on_sps = sps(on)[1:]
+    around = [(a + b) / 2 for a, b in zip(plain_sps, plain_sps[1:], strict=False)]
+    return {
+        "ray_vs_plain": paired([r / p for r, p in zip(on_sps, around, strict=True)]),
+        "tracking_on_vs_off": paired([f / n for n, f in zip(wall["on"], wall["off"], strict=True)]),
+        "seconds_to_first_step": startup + on.history[0]["first_step_at"] - runs["on"].started,
+        "plain_samples_per_s": statistics.median(plain_sps),
+        "ray_1_worker_samples_per_s": statistics.median(on_sps),
+    }
+
+
+def workers_n_vs_1(args, tmp: str, cores: int) -> dict:
+    """1 worker x all cores, N workers x cores/N, epoch by epoch (tracking off)."""
+    runs = {}
+    for n in (1, args.workers):
+        cfg = job(
+            args,
+            tmp,
+            f"scaling.workers={n}",
+            f"scaling.cpus_per_worker={cores / n:g}",
+            "tracking.enabled=false",
+            f"tracking.run_name=workers-{n}",
+        )
+        runs[n] = GatedRun(cfg, f"{tmp}/gate-workers-{n}")
+        runs[n].epoch(0)  # warm-up
+    for e in range(1, args.epochs):
+        for run in runs.values():
+            run.epoch(e)
+    one, many = (sps(runs[n].finish())[1:] for n in (1, args.workers))
+    return {
+        "workers_n_vs_1": paired([m / o for o, m in zip(one, many, strict=True)]),
+        "ray_n_workers_samples_per_s": statistics.median(many),
+    }
 
 
 def main() -> None:
@@ -117,57 +223,22 @@ def main() -> None:
 
     from pipeline.job_config import ScalingSettings
     from pipeline.resources import plan_workers
-    from pipeline.trainer import run_training
 
     cores = os.cpu_count() or 1
     tmp = tempfile.mkdtemp(prefix="vp_bench_train_")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
     os.environ.setdefault("VAEPIPE_ARTIFACT_ROOT", f"{tmp}/mlartifacts")
-    ray.init(address="local", num_cpus=2 * cores, include_dashboard=False, log_to_driver=False)
-
-    # A plain-loop run before, between and after the Ray runs (interleaved), so a change in the
-    # machine's load during the bench shows up on both sides; warm-up epochs are dropped.
-    plain: list[float] = []
-
-    def plain_run() -> None:
-        plain.extend(plain_loop(job(args, tmp), args.epochs, cores)[1:])
-
+    # Logical CPUs for two runs held side by side (cores each) plus Ray Data's share.
+    ray.init(address="local", num_cpus=4 * cores, include_dashboard=False, log_to_driver=False)
     startup = time.time() - T_START  # imports and Ray start
-    plain_run()
-    t_on = time.time()
-    on = run_training(job(args, tmp, "scaling.workers=1", "tracking.run_name=track-on"))
-    first_step = startup + on.history[0]["first_step_at"] - t_on
-    plain_run()
-    off = run_training(
-        job(args, tmp, "scaling.workers=1", "tracking.enabled=false", "tracking.run_name=track-off")
-    )
-    plain_run()
-    n = run_training(
-        job(
-            args,
-            tmp,
-            f"scaling.workers={args.workers}",
-            "tracking.enabled=false",
-            "tracking.run_name=n-workers",
-        )
-    )
-    plain_run()
-    plain_rate = statistics.median(plain)
-
-    examples = (args.rows // args.batch_size) * args.batch_size
-    ray1 = steady(on.history, "samples_per_s")
-    auto = plan_workers(ScalingSettings(workers=0), ray.cluster_resources()).num_workers
-    figures = {
-        "ray_vs_plain": ray1 / plain_rate,
-        "tracking_on_vs_off": wall_samples_per_s(on.history, examples)
-        / wall_samples_per_s(off.history, examples),
-        "workers_n_vs_1": steady(n.history, "samples_per_s") / steady(off.history, "samples_per_s"),
+    figures = ray_vs_plain_and_tracking(args, tmp, cores, startup)
+    figures |= workers_n_vs_1(args, tmp, cores)
+    auto = plan_workers(ScalingSettings(workers=0), {"CPU": cores, "node:local": 1.0})
+    faster = args.workers if figures["workers_n_vs_1"]["median"] > 1.0 else 1
+    figures |= {
         "n_workers": args.workers,
-        "auto_layout_workers": auto,
-        "seconds_to_first_step": first_step,
-        "plain_samples_per_s": plain_rate,
-        "ray_1_worker_samples_per_s": ray1,
-        "ray_n_workers_samples_per_s": steady(n.history, "samples_per_s"),
+        "auto_layout_workers": auto.num_workers,
+        "auto_picks_faster": auto.num_workers == faster,
         "threads": cores,
         "rows": args.rows,
         "epochs": args.epochs,

@@ -14,6 +14,7 @@ are plain torch (``pipeline.epochs``).
     total_steps    optimizer steps of the whole run (for the LR schedule)
     threads        torch threads per worker (None: local cores / local workers)
     fault          test hook: {"marker", "rank", "after_epoch"}; a worker exits once
+    gate           bench hook: an ``EpochGate`` directory; epochs wait for it to open them
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from pipeline import checkpoints
 from pipeline.batches import Preprocessor, iter_torch_batches
+from pipeline.epoch_gate import EpochGate
 from pipeline.epochs import (
     EpochSums,
     importance_sampled_nll_sum,
@@ -179,6 +181,7 @@ class _Worker:
         self.started = time.perf_counter()
         self.image_seconds = 0.0  # spent on image grids so far (see IMAGE_TIME_SHARE)
         self.images_epoch: int | None = None
+        self.gate = EpochGate(config["gate"]) if config.get("gate") else None
 
     def _restore(self, latest) -> LoopState:
         fs, _ = checkpoints.filesystem_for(self.config["storage_path"])
@@ -292,6 +295,15 @@ class _Worker:
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
         return metrics
 
+    def hold(self, epoch: int) -> None:
+        """Bench hook: wait until the gate opens ``epoch`` (``epochs``: the final test)."""
+        if self.gate is not None:
+            self.gate.wait(epoch)
+
+    def release(self, epoch: int) -> None:
+        if self.gate is not None and self.rank == 0:
+            self.gate.mark_done(epoch)
+
     def maybe_fault(self) -> None:
         """Test hook: one worker dies once after a given epoch (a marker file says 'done')."""
         fault = self.config.get("fault")
@@ -337,10 +349,13 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
         for epoch in range(w.state.epoch, w.job.train.epochs):
             if w.state.stopped:
                 break
+            w.hold(epoch)
             metrics = w.run_epoch(epoch)
             w.log_epoch(metrics)
             history.append(w.report(metrics))
+            w.release(epoch)
             w.maybe_fault()
+        w.hold(w.job.train.epochs)
         w.log_images()  # the final model's grids, whatever the time share allowed before
         test_metrics = w.test()
         if w.logger is not None:

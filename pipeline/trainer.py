@@ -205,10 +205,12 @@ def run_training(
     progress: Progress | None = None,
     config_file: str | None = None,
     fault: dict[str, Any] | None = None,
+    gate: str | None = None,
 ) -> TrainResult:
     """Train ``cfg``, track it in MLflow, register the best model; see the module docstring.
 
-    ``fault`` is a test hook passed to the workers (see ``pipeline.train_loop``).
+    ``fault`` (a test hook) and ``gate`` (bench/train.py's ``EpochGate`` directory) are passed
+    to the workers (see ``pipeline.train_loop``).
     """
     import mlflow
     import ray
@@ -236,6 +238,7 @@ def run_training(
         "total_steps": _total_steps(cfg, source, plan),
         "threads": int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
         "fault": fault,
+        "gate": gate,
     }
     if not cfg.tracking.enabled:
         trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)

@@ -1,0 +1,61 @@
+"""Epoch gate: hold training runs at epoch boundaries so a benchmark can pair their epochs.
+
+On a shared 2-core VM the same loop's speed swings by ±20% over tens of seconds, so two runs
+measured one after the other compare the machine's moods, not the runs. ``bench/train.py``
+instead lets runs take turns epoch by epoch: a worker waits at ``go-<epoch>`` before each epoch
+(and before its final test pass, ``go-<epochs>``), and rank 0 writes ``done-<epoch>`` once the
+epoch is trained, validated, logged, checkpointed and reported. Files, not sleeps or actors:
+the gate works across processes and nodes that share the directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+POLL_S = 0.005
+
+
+@dataclass(frozen=True)
+class EpochGate:
+    directory: str
+
+    def _go(self, epoch: int) -> Path:
+        return Path(self.directory) / f"go-{epoch}"
+
+    def _done(self, epoch: int) -> Path:
+        return Path(self.directory) / f"done-{epoch}"
+
+    # worker side
+
+    def wait(self, epoch: int) -> None:
+        """Block until the controller opens ``epoch``."""
+        while not self._go(epoch).exists():
+            time.sleep(POLL_S)
+
+    def mark_done(self, epoch: int) -> None:
+        self._done(epoch).touch()
+
+    # controller side
+
+    def open(self, epoch: int) -> None:
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        self._go(epoch).touch()
+
+    def wait_done(self, epoch: int, alive: Callable[[], bool]) -> bool:
+        """Block until ``epoch`` is done; False if ``alive()`` turns False first (run ended)."""
+        while not self._done(epoch).exists():
+            if not alive():
+                return self._done(epoch).exists()
+            time.sleep(POLL_S)
+        return True
+
+    def run_epoch(self, epoch: int, alive: Callable[[], bool]) -> float:
+        """Open ``epoch``, wait for it; its wall seconds (train, validate, log, report)."""
+        start = time.perf_counter()
+        self.open(epoch)
+        if not self.wait_done(epoch, alive):
+            raise RuntimeError(f"the gated run ended before finishing epoch {epoch}")
+        return time.perf_counter() - start
