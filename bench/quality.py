@@ -4,11 +4,13 @@ Trains the shipped ``mnist`` config (dynamically binarized MNIST, real IDX files
 pipeline (Ray Train, MLflow, registry) and reports the importance-sampled test NLL with k=5000.
 Anchor: the IWAE paper's VAE (784-200-200-50, 3280 epochs) reaches 86.76 nats.
 
-    python bench/quality.py [--epochs 200] [--k 5000] [--nll-examples 1000] [--set key=value ...]
+    python bench/quality.py [--epochs 200] [--k 5000] [--nll-examples N] [--set key=value ...]
 
-200 epochs (early stopping ends them near 185) take about 20 minutes on 2 CPU cores. For the
-IS-NLL of the whole test split afterwards: ``vaepipe evaluate --model models:/vae-mnist/1
---data mnist --iw-samples 1000`` against the store the run printed.
+Measured on 2 CPU cores: early stopping ended the 200 epochs at 185 after about 20 minutes;
+test IS-NLL 86.39 nats (k=5000, all 10,000 test digits), 85.41 on the first 1,000 alone (the
+first test digits are the cleaner ones, so a subset flatters). The k=5000 pass over the whole test
+split costs about as much time again as the training; the JSON names the store and the model, so
+``vaepipe evaluate --model URI --data DIR --iw-samples 5000`` can redo it later.
 
 The last line is one JSON object.
 """
@@ -71,6 +73,8 @@ def main() -> None:
         "epochs_completed": result.metrics["epochs_completed"],
         "wall_s": wall,
         "anchor_nats": ANCHOR_NATS,
+        "mlflow_tracking_uri": os.environ["MLFLOW_TRACKING_URI"],
+        "model_uri": f"models:/{result.model_name}/{result.version}",
     }
     print(json.dumps(figures))
 

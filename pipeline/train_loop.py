@@ -251,12 +251,16 @@ class _Worker:
                 self.examples = x[:8].detach().clone()
             yield x
 
-    def log_epoch(self, metrics: dict[str, float]) -> None:
+    def log_epoch(self, metrics: dict[str, float]) -> float:
+        """Metrics (and images while their time share allows) to MLflow; the seconds it took,
+        which the report carries so bench/train.py can account for tracking's cost."""
         if self.logger is None:
-            return
+            return 0.0
+        start = time.perf_counter()
         self.logger.log_metrics(metrics, step=self.state.epoch)
         if self._images_due():
             self.log_images()
+        return time.perf_counter() - start
 
     def _images_due(self) -> bool:
         # Rendering and uploading the grids costs a fixed time per epoch, far above the
@@ -351,7 +355,7 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
                 break
             w.hold(epoch)
             metrics = w.run_epoch(epoch)
-            w.log_epoch(metrics)
+            metrics["tracking_seconds"] = w.log_epoch(metrics)
             history.append(w.report(metrics))
             w.release(epoch)
             w.maybe_fault()
