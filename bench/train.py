@@ -14,12 +14,12 @@ In one run, on MNIST (real IDX files; ``--rows`` of the training split), the ``m
 4. seconds_to_first_step: from the start of this process to the first training batch of the
    first Ray run (imports, Ray start, data open, MLflow run, worker start-up, first batch).
 
-Side by side: on a shared VM the same loop swings by ±20% over tens of seconds, so runs timed
-one after another compare the machine's moods. Here the compared loops take turns epoch by
-epoch (``pipeline.epoch_gate`` holds each Ray run at its epoch boundaries): plain, Ray on, Ray
-off, plain, ... and then 1 worker, N workers, 1 worker, ... Each figure is the median over
-epochs of the ratio of neighbouring epochs; epoch 0 (warm-up) is discarded. The last line is
-one JSON object.
+Side by side: on a shared VM the same loop swings by ±20% (up to 40%) within a minute, so runs
+timed one after another compare the machine's moods. Here the compared loops take turns epoch
+by epoch (``pipeline.epoch_gate`` holds each Ray run at its epoch boundaries) in cycles of
+plain, Ray on, Ray off, then off, on, plain (ABBA), ..., and later 1 worker, N workers, then
+N, 1, ... Each figure is the median over cycles of the ratio within a cycle, with every cycle's
+ratio listed; epoch 0 (warm-up) is discarded. The last line is one JSON object.
 
     python bench/train.py [--epochs 10] [--rows 54000] [--workers 2]
 """
@@ -194,6 +194,12 @@ def sps(result) -> list[float]:
     return [h["samples_per_s"] for h in result.history]
 
 
+def abba(names: tuple, e: int) -> tuple:
+    """The order of cycle ``e``: reversed every other cycle, so neither side of a pair always
+    goes first (a drift in the machine's speed, or a cost of following the other, cancels)."""
+    return names if e % 2 else names[::-1]
+
+
 def paired(ratios: list[float]) -> dict:
     """The median of per-epoch-pair ratios, with every pair's ratio for the record."""
     return {"median": statistics.median(ratios), "pairs": [round(r, 3) for r in ratios]}
@@ -215,18 +221,19 @@ def ray_vs_plain_and_tracking(args, tmp: str, cores: int, startup: float) -> dic
         runs[name] = GatedRun(cfg, f"{tmp}/gate-{name}")
         runs[name].epoch(0)  # warm-up, alone (the first run's first step is timed here)
     plain.epoch()  # warm-up
-    plain_sps, wall = [plain.epoch()], {"on": [], "off": []}
+    plain_sps, wall = [], {"on": [], "off": []}
     for e in range(1, args.epochs):
-        for name in ("on", "off"):
-            wall[name].append(runs[name].epoch(e))
-        plain_sps.append(plain.epoch())
+        for name in abba(("plain", "on", "off"), e):
+            if name == "plain":
+                plain_sps.append(plain.epoch())
+            else:
+                wall[name].append(runs[name].epoch(e))
     on = runs["on"].finish()
     runs["off"].finish()
     plain.close()
     on_sps = sps(on)[1:]
-    around = [(a + b) / 2 for a, b in zip(plain_sps, plain_sps[1:], strict=False)]
     return {
-        "ray_vs_plain": paired([r / p for r, p in zip(on_sps, around, strict=True)]),
+        "ray_vs_plain": paired([r / p for r, p in zip(on_sps, plain_sps, strict=True)]),
         "tracking_on_vs_off": paired([f / n for n, f in zip(wall["on"], wall["off"], strict=True)]),
         # The same cost by accounting rather than timing two runs: the share of each tracked
         # epoch spent in MLflow calls (metrics, images), immune to the machine's swings.
@@ -254,8 +261,8 @@ def workers_n_vs_1(args, tmp: str, cores: int) -> dict:
         runs[n] = GatedRun(cfg, f"{tmp}/gate-workers-{n}")
         runs[n].epoch(0)  # warm-up
     for e in range(1, args.epochs):
-        for run in runs.values():
-            run.epoch(e)
+        for n in abba((1, args.workers), e):
+            runs[n].epoch(e)
     one, many = (sps(runs[n].finish())[1:] for n in (1, args.workers))
     return {
         "workers_n_vs_1": paired([m / o for o, m in zip(one, many, strict=True)]),

@@ -68,8 +68,9 @@ def _node_count(cluster: dict[str, float]) -> int:
 def _auto_workers(use_gpu: bool, total_gpus: int, nodes: int) -> int:
     # On CPU one worker per node with all its threads: the global batch (batch_size x ranks)
     # and so the optimization stay independent of the core count. bench/train.py measures
-    # the alternative; on 2 cores 2 ranks x 1 thread ran 1.08x faster (fused Adam, no OMP
-    # barrier for background work to stall), which `scaling.workers` selects. GPU: one per GPU.
+    # the alternative; on 2 cores 2 ranks x 1 thread ran 1.15-1.32x faster (epoch-paired;
+    # fused Adam, no OMP barrier for background work to stall), which `scaling.workers: 2`
+    # selects at the price of a doubled global batch. GPU: one per GPU.
     return max(1, total_gpus) if use_gpu else nodes
 
 
