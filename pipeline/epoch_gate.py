@@ -44,18 +44,13 @@ class EpochGate:
         Path(self.directory).mkdir(parents=True, exist_ok=True)
         self._go(epoch).touch()
 
-    def wait_done(self, epoch: int, alive: Callable[[], bool]) -> bool:
-        """Block until ``epoch`` is done; False if ``alive()`` turns False first (run ended)."""
-        while not self._done(epoch).exists():
-            if not alive():
-                return self._done(epoch).exists()
-            time.sleep(POLL_S)
-        return True
-
     def run_epoch(self, epoch: int, alive: Callable[[], bool]) -> float:
-        """Open ``epoch``, wait for it; its wall seconds (train, validate, log, report)."""
+        """Open ``epoch`` and wait until it is done; its wall seconds (train, validate, log,
+        report). ``alive()`` turning False first (the run ended) is an error, not a hang."""
         start = time.perf_counter()
         self.open(epoch)
-        if not self.wait_done(epoch, alive):
-            raise RuntimeError(f"the gated run ended before finishing epoch {epoch}")
+        while not self._done(epoch).exists():
+            if not alive() and not self._done(epoch).exists():
+                raise RuntimeError(f"the gated run ended before finishing epoch {epoch}")
+            time.sleep(POLL_S)
         return time.perf_counter() - start
