@@ -1,7 +1,8 @@
 """Encoding benchmark: ``encode_dataset`` vs a plain loop, and peak memory on a big dataset.
 
-1. Throughput: rows/s of the pipeline function (``pipeline.encode.encode_dataset``: registry
-   load, Ray Data read, LatentEncoder actor, staged write, commit) ÷ rows/s of a plain loop
+1. Throughput: rows/s of the pipeline function
+   (``pipeline.inference.encode.encode_dataset``: registry load, Ray Data read, LatentEncoder
+   actor, staged write, commit) ÷ rows/s of a plain loop
    (``pq.ParquetFile.iter_batches`` → the same ``LatentEncoder`` on the driver → one
    ``pq.ParquetWriter``) over the same rows with the same torch thread count and batch size.
    Runs interleave (order alternating), the first round is warm-up and dropped; medians.
@@ -42,8 +43,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import schema  # noqa: E402
-from pipeline.batches import encode_x  # noqa: E402
+from pipeline.data import schema  # noqa: E402
+from pipeline.data.schema import encode_x  # noqa: E402
 
 SHAPE = (1, 28, 28)
 ROW_GROUP = 20_000
@@ -79,9 +80,10 @@ def register_model(hidden: int, latent: int) -> str:
     import mlflow
     import torch
 
-    from pipeline import mlflow_store
-    from pipeline.batches import Preprocessor, XLayout
-    from pipeline.registry import log_vae
+    from pipeline.data.batches import Preprocessor
+    from pipeline.data.schema import XLayout
+    from pipeline.tracking import mlflow_store
+    from pipeline.tracking.registry import log_vae
     from vae_core.config import ModelConfig
     from vae_core.model import VAE
 
@@ -99,7 +101,7 @@ def register_model(hidden: int, latent: int) -> str:
 
 
 def run_pipeline(uri: str, data: Path, out: Path, batch: int, threads: int) -> int:
-    from pipeline.encode import encode_dataset
+    from pipeline.inference.encode import encode_dataset
 
     res = encode_dataset(uri, str(data), out, batch_size=batch, overwrite=True, threads=threads)
     return res.rows
@@ -107,8 +109,8 @@ def run_pipeline(uri: str, data: Path, out: Path, batch: int, threads: int) -> i
 
 def run_plain(uri: str, data: Path, out: Path, batch: int, threads: int) -> int:
     """What someone would write by hand: read, encode, write; same model code and threads."""
-    from pipeline.latent_encoder import LatentEncoder, ModelPayload
-    from pipeline.registry import load_vae
+    from pipeline.inference.latent_encoder import LatentEncoder, ModelPayload
+    from pipeline.tracking.registry import load_vae
 
     loaded = load_vae(uri)
     enc = LatentEncoder(ModelPayload.from_vae(loaded.vae, loaded.preprocessor, {}), False, threads)
@@ -195,7 +197,7 @@ def main() -> None:
 
     import ray
 
-    from pipeline.latent_encoder import plan_encoding
+    from pipeline.inference.latent_encoder import plan_encoding
 
     work = Path(tempfile.mkdtemp(prefix="vp_bench_encode_"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"

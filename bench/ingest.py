@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from jobs.cli import main as cli_main  # noqa: E402
-from pipeline.batches import Preprocessor, XLayout, decode_x, iter_torch_batches  # noqa: E402
-from pipeline.data_config import DataConfig  # noqa: E402
-from pipeline.ingest import open_source  # noqa: E402
+from pipeline.config.data import DataConfig  # noqa: E402
+from pipeline.data.batches import Preprocessor, iter_torch_batches  # noqa: E402
+from pipeline.data.ingest import open_source  # noqa: E402
+from pipeline.data.schema import XLayout, decode_x  # noqa: E402
 
 MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 

@@ -43,8 +43,8 @@ def parse() -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
-    from pipeline.job_config import load_job_config
-    from pipeline.trainer import run_training
+    from pipeline.config.job import load_job_config
+    from pipeline.train.trainer import run_training
 
     tmp = tempfile.mkdtemp(prefix="vp_bench_quality_")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")

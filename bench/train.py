@@ -16,7 +16,7 @@ In one run, on MNIST (real IDX files; ``--rows`` of the training split), the ``m
 
 Side by side: on a shared VM the same loop swings by ±20% (up to 40%) within a minute, so runs
 timed one after another compare the machine's moods. Here the compared loops take turns epoch
-by epoch (``pipeline.epoch_gate`` holds each Ray run at its epoch boundaries) in cycles of
+by epoch (``pipeline.train.epoch_gate`` holds each Ray run at its epoch boundaries) in cycles of
 plain, Ray on, Ray off, then off, on, plain (ABBA), ..., and later 1 worker, N workers, then
 N, 1, ... Each figure is the median over cycles of the ratio within a cycle, with every cycle's
 ratio listed; epoch 0 (warm-up) is discarded. The last line is one JSON object.
@@ -53,7 +53,7 @@ def parse() -> argparse.Namespace:
 
 
 def job(args, tmp: str, *extra: str):
-    from pipeline.job_config import load_job_config
+    from pipeline.config.job import load_job_config
 
     return load_job_config(
         "mnist",
@@ -79,8 +79,9 @@ class PlainLoop:
         import numpy as np
         import torch
 
-        from pipeline.batches import Preprocessor, XLayout
-        from pipeline.job_config import TrainJobConfig
+        from pipeline.config.job import TrainJobConfig
+        from pipeline.data.batches import Preprocessor
+        from pipeline.data.schema import XLayout
         from vae_core.model import VAE
         from vae_core.training import build_optimizer
 
@@ -99,7 +100,7 @@ class PlainLoop:
         """One pass; its training samples/s."""
         import torch
 
-        from pipeline.epochs import train_epoch
+        from pipeline.train.epochs import train_epoch
 
         bs, n = self.cfg.train.batch_size, len(self.data)
         order = torch.randperm(n, generator=self.gen)
@@ -128,9 +129,9 @@ class PlainProcess:
         import numpy as np
         import torch
 
-        from pipeline.batches import Preprocessor, iter_torch_batches
-        from pipeline.ingest import open_source
-        from pipeline.trainer import with_input_shape
+        from pipeline.data.batches import Preprocessor, iter_torch_batches
+        from pipeline.data.ingest import open_source
+        from pipeline.train.trainer import with_input_shape
 
         source = open_source(cfg.data)
         cfg = with_input_shape(cfg, source.layout)
@@ -157,8 +158,8 @@ class GatedRun:
     """``run_training`` in a thread, each epoch held until ``epoch(e)`` opens it."""
 
     def __init__(self, cfg, gate_dir: str) -> None:
-        from pipeline.epoch_gate import EpochGate
-        from pipeline.trainer import run_training
+        from pipeline.train.epoch_gate import EpochGate
+        from pipeline.train.trainer import run_training
 
         self.epochs = cfg.train.epochs
         self.gate = EpochGate(gate_dir)
@@ -274,8 +275,8 @@ def main() -> None:
     args = parse()
     import ray
 
-    from pipeline.job_config import ScalingSettings
-    from pipeline.resources import plan_workers
+    from pipeline.config.job import ScalingSettings
+    from pipeline.train.resources import plan_workers
 
     cores = os.cpu_count() or 1
     tmp = tempfile.mkdtemp(prefix="vp_bench_train_")

@@ -9,4 +9,4 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${VAEPIPE_PYTHON:-$repo/.venv/bin/python}"
 cd "$repo"
-exec "$python" -m pipeline.local_stack "$@"
+exec "$python" -m pipeline.cluster.local_stack "$@"

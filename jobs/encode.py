@@ -6,8 +6,8 @@ import argparse
 import json
 from dataclasses import asdict
 
-from pipeline import mlflow_store
-from pipeline.encode import DEFAULT_BATCH_SIZE, encode_dataset
+from pipeline.inference.encode import DEFAULT_BATCH_SIZE, encode_dataset
+from pipeline.tracking import mlflow_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

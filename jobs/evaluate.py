@@ -6,8 +6,8 @@ import argparse
 import json
 from dataclasses import asdict
 
-from pipeline import mlflow_store
-from pipeline.evaluate import DEFAULT_IW_SAMPLES, evaluate_model
+from pipeline.inference.evaluate import DEFAULT_IW_SAMPLES, evaluate_model
+from pipeline.tracking import mlflow_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

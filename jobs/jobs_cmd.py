@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 
-from pipeline import submission
+from pipeline.cluster import submission
 from pipeline.errors import UserError
 
 

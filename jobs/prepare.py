@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.data_config import DataConfig
-    from pipeline.prepare import prepare
+    from pipeline.config.data import DataConfig
+    from pipeline.data.prepare import prepare
 
     cfg = DataConfig(
         source=args.src,

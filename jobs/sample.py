@@ -6,9 +6,9 @@ import argparse
 import json
 from dataclasses import asdict
 
-from pipeline import mlflow_store
 from pipeline.errors import UserError
-from pipeline.sample_grid import write_grid
+from pipeline.inference.sample_grid import write_grid
+from pipeline.tracking import mlflow_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

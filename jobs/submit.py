@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import submission
+from pipeline.cluster import submission
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

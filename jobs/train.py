@@ -71,8 +71,8 @@ def print_progress(metrics: dict[str, float]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.job_config import load_job_config, resolve_config_path
-    from pipeline.trainer import run_training
+    from pipeline.config.job import load_job_config, resolve_config_path
+    from pipeline.train.trainer import run_training
 
     cfg = load_job_config(args.config, overrides_from_args(args))
     config_file = str(resolve_config_path(args.config)) if args.config else None

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import mlflow_store
+from pipeline.tracking import mlflow_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import mlflow_store
+from pipeline.tracking import mlflow_store
 
 DATA = "digits"
 DEMO_IW_SAMPLES = 500
@@ -38,11 +38,11 @@ def run_demo(
     say: Callable[[str], None] = print,
     iw_samples: int = DEMO_IW_SAMPLES,
 ) -> DemoResult:
-    from pipeline.encode import encode_dataset
-    from pipeline.evaluate import evaluate_model
-    from pipeline.job_config import load_job_config
-    from pipeline.sample_grid import write_grid
-    from pipeline.trainer import run_training
+    from pipeline.config.job import load_job_config
+    from pipeline.inference.encode import encode_dataset
+    from pipeline.inference.evaluate import evaluate_model
+    from pipeline.inference.sample_grid import write_grid
+    from pipeline.train.trainer import run_training
 
     start = time.perf_counter()
     out = Path(out_dir).absolute()

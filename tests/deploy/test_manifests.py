@@ -251,4 +251,4 @@ def test_local_stack_script_is_valid_bash_and_never_runs_ray_stop():
     subprocess.run(["bash", "-n", str(script)], check=True)
     code = "\n".join(line for line in script.read_text().splitlines() if not line.startswith("#"))
     assert "ray stop" not in code
-    assert "pipeline.local_stack" in code
+    assert "pipeline.cluster.local_stack" in code

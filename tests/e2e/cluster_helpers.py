@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import local_stack, stack_processes
+from pipeline.cluster import local_stack, stack_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Rows of the MNIST subset: enough for a real epoch, small enough for a 2-core CI machine.

@@ -85,7 +85,7 @@ def test_no_wait_then_follow_with_jobs_logs(env):
 
 
 def test_train_registers_a_model_on_the_server(stack, env, mnist_subset):
-    needs_modules("jobs.train", "pipeline.trainer", "pipeline.ingest")
+    needs_modules("jobs.train", "pipeline.train.trainer", "pipeline.data.ingest")
     proc = vaepipe(
         env, "submit", "--", "train", "--data", str(mnist_subset), "--epochs", "1",
         "--workers", "1", "--model-name", MODEL, "--experiment", "e2e", "--json",
@@ -102,7 +102,7 @@ def test_train_registers_a_model_on_the_server(stack, env, mnist_subset):
 
 
 def test_encode_commits_latents_for_every_input_id(stack, env, mnist_subset, tmp_path):
-    needs_modules("jobs.encode", "pipeline.encode", "pipeline.ingest")
+    needs_modules("jobs.encode", "pipeline.inference.encode", "pipeline.data.ingest")
     out = tmp_path / "latents"
     proc = vaepipe(
         env, "submit", "--", "encode", "--model", f"models:/{MODEL}@champion",

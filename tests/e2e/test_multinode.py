@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cluster_helpers import client_env, needs_modules, start_stack, stop_stack, vaepipe
 
-from pipeline import local_stack
+from pipeline.cluster import local_stack
 
 pytestmark = [
     pytest.mark.e2e,
@@ -51,7 +51,7 @@ def train_worker_nodes(state: local_stack.StackState) -> set[str]:
 
 
 def test_training_uses_both_nodes(two_nodes, mnist_subset, tmp_path):
-    needs_modules("jobs.train", "pipeline.trainer", "pipeline.ingest")
+    needs_modules("jobs.train", "pipeline.train.trainer", "pipeline.data.ingest")
     assert len(two_nodes.nodes) == 2
     env = client_env(two_nodes, HOME=str(tmp_path / "home"))
     proc = vaepipe(

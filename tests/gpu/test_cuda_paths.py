@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.epochs import resolve_precision, train_epoch, validate_epoch
+from pipeline.train.epochs import resolve_precision, train_epoch, validate_epoch
 from vae_core import VAE, ModelConfig, ObjectiveConfig, OptimConfig, build_optimizer
 
 pytestmark = [

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pipeline.staged_output import MANIFEST
+from pipeline.data.staged_output import MANIFEST
 
 
 @pytest.mark.ray

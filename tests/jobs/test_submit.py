@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from jobs import cli, jobs_cmd, submit, ui
-from pipeline import submission
+from pipeline.cluster import submission
 from pipeline.errors import UserError
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schema
-from pipeline.batches import encode_x
+from pipeline.data import schema
+from pipeline.data.schema import encode_x
 
 
 def write_idx(path: Path, arr: np.ndarray, magic: int | None = None, gz: bool = True) -> Path:

@@ -22,11 +22,11 @@ from ingest_factories import (
 )
 
 from jobs.cli import main as cli_main
-from pipeline import schema
-from pipeline.data_config import DataConfig
+from pipeline.config.data import DataConfig
+from pipeline.data import schema
+from pipeline.data.prepare import prepare
+from pipeline.data.sources import plan_source
 from pipeline.errors import UserError
-from pipeline.prepare import prepare
-from pipeline.sources import plan_source
 
 
 def one_line_error(cfg: DataConfig, *needles: str, tmp_path=None) -> str:
@@ -244,7 +244,7 @@ def test_ragged_list_rows(tmp_path):
 
 
 def test_mnist_without_network_fails_fast(tmp_path, monkeypatch):
-    from pipeline.sources import mnist_download
+    from pipeline.data.sources import mnist_download
 
     monkeypatch.setenv("VAEPIPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("VAEPIPE_DOWNLOAD_TIMEOUT", "2")

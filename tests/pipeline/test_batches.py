@@ -8,17 +8,11 @@ import pytest
 import torch
 from ingest_factories import pixel_table
 
-from pipeline import schema
-from pipeline.batches import (
-    Preprocessor,
-    XLayout,
-    decode_x,
-    encode_x,
-    iter_torch_batches,
-    to_torch_batch,
-)
-from pipeline.hashing import id_hash
-from pipeline.ingest import Carve
+from pipeline.data import schema
+from pipeline.data.batches import Preprocessor, iter_torch_batches, to_torch_batch
+from pipeline.data.hashing import id_hash
+from pipeline.data.ingest import Carve
+from pipeline.data.schema import XLayout, decode_x, encode_x
 
 LAYOUT = XLayout((1, 4, 4), "uint8")
 

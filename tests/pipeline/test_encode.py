@@ -14,11 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline import mlflow_store, registry, schema
-from pipeline.batches import Preprocessor, XLayout
-from pipeline.encode import encode_dataset
+from pipeline.data import schema
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
+from pipeline.data.staged_output import MANIFEST
 from pipeline.errors import UserError
-from pipeline.staged_output import MANIFEST
+from pipeline.inference.encode import encode_dataset
+from pipeline.tracking import mlflow_store, registry
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
 

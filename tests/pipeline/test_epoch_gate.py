@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pipeline.epoch_gate import EpochGate
+from pipeline.train.epoch_gate import EpochGate
 
 
 def _worker(gate: EpochGate, epochs: int, trained: list[int]) -> None:

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import mlflow_store, registry
-from pipeline.batches import Preprocessor, XLayout
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
 from pipeline.errors import UserError
-from pipeline.evaluate import auroc, evaluate_model
-from pipeline.sample_grid import write_grid
+from pipeline.inference.evaluate import auroc, evaluate_model
+from pipeline.inference.sample_grid import write_grid
+from pipeline.tracking import mlflow_store, registry
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
 

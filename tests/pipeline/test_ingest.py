@@ -7,10 +7,10 @@ import pytest
 import torch
 from ingest_factories import float_table, write_parquet
 
-from pipeline.batches import Preprocessor, compute_standardization, iter_torch_batches
-from pipeline.data_config import DataConfig
+from pipeline.config.data import DataConfig
+from pipeline.data.batches import Preprocessor, compute_standardization, iter_torch_batches
+from pipeline.data.ingest import open_source
 from pipeline.errors import UserError
-from pipeline.ingest import open_source
 
 pytestmark = pytest.mark.ray
 

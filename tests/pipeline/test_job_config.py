@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.config.job import TrainJobConfig, load_job_config, shipped_configs
 from pipeline.errors import UserError
-from pipeline.job_config import TrainJobConfig, load_job_config, shipped_configs
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "shapes"])

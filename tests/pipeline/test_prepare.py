@@ -10,12 +10,12 @@ import pytest
 from ingest_factories import float_table, write_parquet
 
 from jobs.cli import main as cli_main
-from pipeline import schema
-from pipeline.batches import Preprocessor, iter_torch_batches
-from pipeline.data_config import DataConfig
+from pipeline.config.data import DataConfig
+from pipeline.data import schema
+from pipeline.data.batches import Preprocessor, iter_torch_batches
+from pipeline.data.ingest import open_source
+from pipeline.data.prepare import prepare
 from pipeline.errors import UserError
-from pipeline.ingest import open_source
-from pipeline.prepare import prepare
 
 pytestmark = pytest.mark.ray
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from pipeline import mlflow_store
-from pipeline.trainer import _relay_progress
+from pipeline.tracking import mlflow_store
+from pipeline.train.trainer import _relay_progress
 
 
 def test_every_epoch_is_relayed_once_even_between_polls():

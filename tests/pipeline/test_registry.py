@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import mlflow_store, registry
-from pipeline.batches import Preprocessor, XLayout
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
 from pipeline.errors import UserError
+from pipeline.tracking import mlflow_store, registry
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
 

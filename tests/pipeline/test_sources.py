@@ -7,11 +7,11 @@ import pyarrow as pa
 import pytest
 from ingest_factories import float_table, idx_dir, image_folder, pixel_table, write_parquet
 
-from pipeline import schema
-from pipeline.batches import XLayout, decode_x
-from pipeline.data_config import DataConfig
-from pipeline.sources import plan_source, source_kind
-from pipeline.sources.shapes import FACTOR_COLUMNS
+from pipeline.config.data import DataConfig
+from pipeline.data import schema
+from pipeline.data.schema import XLayout, decode_x
+from pipeline.data.sources import plan_source, source_kind
+from pipeline.data.sources.shapes import FACTOR_COLUMNS
 
 
 def read_all(plan, split="train") -> pa.Table:
@@ -148,8 +148,8 @@ def http_dir(tmp_path):
 def test_mnist_download_verifies_sha256(mnist_dir, http_dir, tmp_path):
     import shutil
 
+    from pipeline.data.sources import mnist_download
     from pipeline.errors import UserError
-    from pipeline.sources import mnist_download
 
     folder, url = http_dir
     for name in mnist_download.SHA256:

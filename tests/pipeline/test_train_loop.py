@@ -6,13 +6,13 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from pipeline import checkpoints
-from pipeline.batches import Preprocessor, XLayout
-from pipeline.epochs import Precision, importance_sampled_nll_sum, resolve_precision
-from pipeline.images import epoch_images
-from pipeline.job_config import ScalingSettings
-from pipeline.resources import plan_workers
-from pipeline.train_loop import (
+from pipeline.config.job import ScalingSettings
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
+from pipeline.tracking.images import epoch_images
+from pipeline.train import checkpoints
+from pipeline.train.epochs import Precision, importance_sampled_nll_sum, resolve_precision
+from pipeline.train.loop import (
     LoopState,
     build_state,
     restore_state,
@@ -20,6 +20,7 @@ from pipeline.train_loop import (
     update_early_stopping,
     validate_epoch,
 )
+from pipeline.train.resources import plan_workers
 from vae_core.config import ModelConfig, ObjectiveConfig, OptimConfig
 from vae_core.model import VAE
 from vae_core.training import build_optimizer, build_scheduler

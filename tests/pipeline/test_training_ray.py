@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import checkpoints
+from pipeline.config.job import load_job_config
 from pipeline.errors import UserError
-from pipeline.job_config import load_job_config
-from pipeline.trainer import run_training
+from pipeline.train import checkpoints
+from pipeline.train.trainer import run_training
 
 pytestmark = pytest.mark.ray
 

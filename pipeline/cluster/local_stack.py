@@ -1,0 +1,315 @@
+"""A real Ray head (token auth) and a real MLflow server (SQLite) on 127.0.0.1, for dev and e2e.
+
+``start(root)`` creates everything under ``root``: a private ``HOME`` (Ray keeps its token in
+``$HOME/.ray/auth_token``), a short Ray temp dir, the MLflow database and artifact dir, logs,
+and ``state.json`` with pids, ports, addresses and the token path. ``stop(root)`` ends exactly
+those processes (see ``stack_processes``) and checks that none is left.
+
+    python -m pipeline.cluster.local_stack start [--dir DIR] [--num-cpus N]
+    python -m pipeline.cluster.local_stack add-node [--dir DIR] [--num-cpus N]
+    python -m pipeline.cluster.local_stack env|status|stop [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipeline.cluster import stack_processes as procs
+from pipeline.errors import UserError
+
+DEFAULT_DIR = Path(".vaepipe/stack")
+STATE_FILE = "state.json"
+READY_TIMEOUT_S = 180.0
+# Variables of the caller that must not leak into the servers: they would point the head at
+# another cluster or store, or turn token auth off.
+_DROPPED_PREFIXES = ("RAY_", "MLFLOW_", "VAEPIPE_")
+
+
+@dataclass
+class RayNode:
+    """One ``ray start --block`` process (leader of its own process group)."""
+
+    pid: int
+    temp_dir: str
+    num_cpus: int
+    head: bool
+
+
+@dataclass
+class StackState:
+    root: str
+    marker: str
+    home: str
+    token_path: str
+    ray_address: str  # GCS address, for `ray start --address` and ray.init
+    dashboard_url: str  # Jobs API address, for `vaepipe submit --address`
+    mlflow_uri: str
+    mlflow_pid: int
+    nodes: list[RayNode] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """What a client needs to use this stack."""
+        return {
+            "RAY_ADDRESS": self.dashboard_url,
+            "RAY_AUTH_TOKEN_PATH": self.token_path,
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+        }
+
+    def pids(self) -> list[int]:
+        return [self.mlflow_pid, *(n.pid for n in self.nodes)]
+
+
+def save_state(state: StackState) -> None:
+    path = Path(state.root) / STATE_FILE
+    path.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+
+def load_state(root: Path) -> StackState:
+    path = Path(root) / STATE_FILE
+    if not path.exists():
+        raise UserError(f"no local stack state at {path} (start one with `local_stack.sh start`)")
+    raw = json.loads(path.read_text())
+    raw["nodes"] = [RayNode(**n) for n in raw["nodes"]]
+    return StackState(**raw)
+
+
+def _bin(name: str) -> str:
+    """The ``ray``/``mlflow`` executable installed beside this Python."""
+    return str(Path(sys.executable).parent / name)
+
+
+def _server_env(root: Path, marker: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+    tmp = root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(root / "home"),
+        TMPDIR=str(tmp),
+        # Job entrypoints run `python ...`: make that this environment's Python.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        RAY_AUTH_MODE="token",
+        RAY_USAGE_STATS_ENABLED="0",
+        PYTHONUNBUFFERED="1",
+        # MLflow's GenAI job runner (huey workers) is not needed here and costs CPU.
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
+    env[procs.MARKER_VAR] = marker
+    return env
+
+
+def _write_token(home: Path) -> Path:
+    path = home / ".ray" / "auth_token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    return path
+
+
+def _short_temp_dir(prefix: str) -> str:
+    # Ray puts Unix sockets under its temp dir; their paths must stay under 107 bytes.
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def _ray_ports() -> list[str]:
+    """Every fixed-default Ray port, chosen free, so the stack never collides with another Ray."""
+    flags = [
+        "--ray-client-server-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+        "--node-manager-port",
+        "--object-manager-port",
+    ]
+    return [part for flag in flags for part in (flag, str(procs.free_port()))]
+
+
+def _start_head(root: Path, env: dict[str, str], num_cpus: int) -> tuple[RayNode, str, str]:
+    gcs_port, dash_port = procs.free_port(), procs.free_port()
+    temp_dir = _short_temp_dir("vp_head_")
+    cmd = [
+        _bin("ray"), "start", "--head", "--block", "--disable-usage-stats",
+        "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
+        "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+        "--dashboard-port", str(dash_port), "--temp-dir", temp_dir,
+        "--num-cpus", str(num_cpus), "--object-store-memory", str(300 * 1024**2),
+        *_ray_ports(),
+    ]  # fmt: skip
+    pid = procs.spawn(cmd, env, root / "logs" / "ray-head.log")
+    node = RayNode(pid=pid, temp_dir=temp_dir, num_cpus=num_cpus, head=True)
+    return node, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}"
+
+
+def _start_mlflow(root: Path, env: dict[str, str]) -> tuple[int, str]:
+    port = procs.free_port()
+    cmd = [
+        _bin("mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "mlartifacts"),
+        "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    pid = procs.spawn(cmd, env, root / "logs" / "mlflow.log")
+    return pid, f"http://127.0.0.1:{port}"
+
+
+def _http_ok(url: str, token: str | None = None) -> bool:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback)
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_ready(what: str, url: str, pid: int, log: Path, token: str | None = None) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _http_ok(url, token):
+            return
+        if not procs.is_alive(pid):
+            raise UserError(f"{what} exited during start; see {log}")
+        time.sleep(0.5)
+    raise UserError(f"{what} not ready at {url} after {READY_TIMEOUT_S:.0f}s; see {log}")
+
+
+def _wait_nodes(state: StackState, count: int) -> None:
+    """Wait until the head reports ``count`` alive nodes."""
+    token = Path(state.token_path).read_text().strip()
+    url = f"{state.dashboard_url}/nodes?view=summary"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _alive_node_count(url, token) >= count:
+            return
+        time.sleep(1.0)
+    raise UserError(f"Ray cluster did not reach {count} nodes; see {state.root}/logs")
+
+
+def _alive_node_count(url: str, token: str) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback)
+            summary = json.load(resp)["data"]["summary"]
+    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        return 0
+    return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
+
+
+def start(root: Path = DEFAULT_DIR, num_cpus: int = 4) -> StackState:
+    """Start the Ray head and the MLflow server under ``root``; returns the saved state."""
+    root = Path(root).resolve()
+    if (root / STATE_FILE).exists():
+        raise UserError(f"a local stack is already recorded in {root}; stop it first")
+    marker = secrets.token_hex(8)
+    env = _server_env(root, marker)
+    token_path = _write_token(Path(env["HOME"]))
+    mlflow_pid, mlflow_uri = _start_mlflow(root, env)
+    head, gcs, dashboard = _start_head(root, env, num_cpus)
+    state = StackState(
+        root=str(root), marker=marker, home=env["HOME"], token_path=str(token_path),
+        ray_address=gcs, dashboard_url=dashboard, mlflow_uri=mlflow_uri,
+        mlflow_pid=mlflow_pid, nodes=[head],
+    )  # fmt: skip
+    save_state(state)  # before waiting, so a failed start can still be stopped
+    try:
+        token = token_path.read_text()
+        _wait_ready("Ray head", f"{dashboard}/api/version", head.pid, root / "logs", token)
+        _wait_nodes(state, 1)
+        _wait_ready("MLflow server", f"{mlflow_uri}/health", mlflow_pid, root / "logs")
+    except BaseException:
+        stop(root)
+        raise
+    return state
+
+
+def add_node(root: Path = DEFAULT_DIR, num_cpus: int = 2) -> RayNode:
+    """Join one more Ray node (own temp dir, same token) to the stack's head."""
+    state = load_state(root)
+    env = _server_env(Path(state.root), state.marker)
+    temp_dir = _short_temp_dir("vp_node_")
+    cmd = [
+        _bin("ray"), "start", "--block", "--disable-usage-stats",
+        "--address", state.ray_address, "--node-ip-address", "127.0.0.1",
+        "--temp-dir", temp_dir, "--num-cpus", str(num_cpus),
+        "--object-store-memory", str(200 * 1024**2), *_ray_ports(),
+    ]  # fmt: skip
+    log = Path(state.root) / "logs" / f"ray-node-{len(state.nodes)}.log"
+    node = RayNode(pid=procs.spawn(cmd, env, log), temp_dir=temp_dir, num_cpus=num_cpus,
+                   head=False)  # fmt: skip
+    state.nodes.append(node)
+    save_state(state)
+    _wait_nodes(state, len(state.nodes))
+    return node
+
+
+def kill_node(root: Path, node: RayNode) -> None:
+    """Kill one worker node abruptly (SIGKILL to its process group): a simulated node loss."""
+    import signal
+
+    procs.signal_group(node.pid, signal.SIGKILL)
+    procs.reap_child(node.pid)
+
+
+def stop(root: Path = DEFAULT_DIR) -> None:
+    """Stop every process the stack started; raises if any survives."""
+    state = load_state(root)
+    left = procs.terminate(state.pids(), state.marker)
+    for pid in state.pids():
+        procs.reap_child(pid)
+    if left:
+        raise UserError(f"local stack processes still alive after SIGKILL: {left}")
+    for node in state.nodes:
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+    (Path(state.root) / STATE_FILE).unlink()
+
+
+def _print_env(state: StackState) -> None:
+    for key, value in state.env().items():
+        print(f"export {key}={value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="local_stack", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop", "status", "env", "add-node"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack directory")
+    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the node")
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"local_stack: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        _print_env(start(args.dir, args.num_cpus or 4))
+    elif args.action == "add-node":
+        node = add_node(args.dir, args.num_cpus or 2)
+        print(f"node pid {node.pid} joined")
+    elif args.action == "stop":
+        stop(args.dir)
+        print("local stack stopped; no process left")
+    elif args.action == "env":
+        _print_env(load_state(args.dir))
+    else:
+        state = load_state(args.dir)
+        alive = {pid: procs.is_alive(pid) for pid in state.pids()}
+        print(json.dumps({"state": asdict(state), "alive": alive}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

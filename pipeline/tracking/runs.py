@@ -1,0 +1,144 @@
+"""MLflow tracking of a training job: one run per job, written by the driver and rank 0 only.
+
+Run lifecycle (driver): :func:`open_run` finds the job's run by its tag (a rerun of a named
+job, or a worker-group restart, reuses it) or creates it; :func:`tracked_run` sets its final
+status truthfully — FINISHED, FAILED on an error, KILLED on Ctrl-C — so no run is left RUNNING.
+
+Per-epoch logging (rank 0): :class:`EpochLogger` writes through ``MlflowClient`` with the run id,
+never ``mlflow.start_run``, so a worker can't end the run or change its status. Metrics go in one
+``log_batch`` per epoch: a synchronous ``log_metric`` per step costs ~70% of step time on SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline.tracking import mlflow_store
+
+log = logging.getLogger(__name__)
+
+JOB_TAG = "vaepipe.job"  # storage path + run name: identifies a job across reruns
+MAX_PARAM_LEN = 500  # MLflow's limit on one param value
+PARAM_BATCH = 100  # MLflow's limit on params per log_batch
+
+
+def _client(tracking_uri: str | None = None):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": "1"}``: nested config as MLflow params."""
+    out: dict[str, str] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:MAX_PARAM_LEN]
+    return out
+
+
+def open_run(experiment: str, run_name: str, job_key: str) -> tuple[str, bool]:
+    """The MLflow run of job ``job_key`` (reused, set RUNNING again) or a new one.
+
+    Returns ``(run_id, resumed)``. Call after :func:`pipeline.tracking.mlflow_store.configure`.
+    """
+    client = _client()
+    exp_id = mlflow_store.experiment_id(experiment)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`{JOB_TAG}` = '{job_key}'", max_results=1
+    )
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id, True
+    run = client.create_run(exp_id, run_name=run_name, tags={JOB_TAG: job_key})
+    return run.info.run_id, False
+
+
+@contextlib.contextmanager
+def tracked_run(run_id: str) -> Iterator[str]:
+    """Sets the run's final status from how the block ends; the block's exception propagates."""
+    client = _client()
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def log_job_config(run_id: str, config: dict[str, Any], source_file: str | None) -> None:
+    """The full resolved config as params and as ``config.yaml``; the user's file as given.
+
+    On a resumed run, params already logged are kept (MLflow forbids changing them); changed
+    values are logged under ``resumed.`` tags instead.
+    """
+    from mlflow.entities import Param, RunTag
+
+    client = _client()
+    params = flatten(config)
+    existing = client.get_run(run_id).data.params
+    new = [Param(k, v) for k, v in params.items() if k not in existing]
+    changed = [RunTag(f"resumed.{k}", v) for k, v in params.items() if existing.get(k, v) != v]
+    for i in range(0, len(new), PARAM_BATCH):
+        client.log_batch(run_id, params=new[i : i + PARAM_BATCH])
+    if changed:
+        client.log_batch(run_id, tags=changed)
+    client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config/config.yaml")
+    if source_file:
+        client.log_artifact(run_id, source_file, "config")
+
+
+class EpochLogger:
+    """Rank 0's MLflow writer: per-epoch metric batches, images, final test metrics."""
+
+    def __init__(self, run_id: str, tracking_uri: str, system_metrics: bool = True) -> None:
+        # The URI comes from the driver: a worker's environment predates the driver's settings.
+        self.run_id = run_id
+        self._client = _client(tracking_uri)
+        self._monitor = _start_system_metrics(run_id, tracking_uri) if system_metrics else None
+
+    def log_metrics(self, metrics: dict[str, float], step: int, prefix: str = "") -> None:
+        """One ``log_batch`` call for all of ``metrics`` at ``step``."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(f"{prefix}{k}", float(v), now, step) for k, v in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def log_images(self, images: dict[str, np.ndarray], step: int) -> None:
+        """Images ``(H, W, C)`` uint8, one MLflow image key each, stepped by epoch."""
+        for key, image in images.items():
+            self._client.log_image(self.run_id, image, key=key, step=step)
+
+    def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+
+
+def _start_system_metrics(run_id: str, tracking_uri: str):
+    """MLflow's CPU/memory/GPU sampler thread (every 10 s, batched); None if unavailable."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, resume_logging=True, tracking_uri=tracking_uri)
+        monitor.start()
+        return monitor
+    except Exception as exc:  # psutil missing or the sampler can't start: metrics are optional
+        log.warning("system metrics disabled: %s", exc)
+        return None

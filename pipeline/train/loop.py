@@ -1,0 +1,377 @@
+"""``train_func``: the per-worker Ray Train loop — the only code here that talks to ``ray.train``.
+
+Each worker: build the VAE, restore the latest loadable checkpoint, wrap in DDP
+(``prepare_model``), then per epoch train on its shard, validate, all-reduce the sums so every
+rank sees the same numbers (and so the same early-stopping decision), checkpoint from rank 0 and
+``ray.train.report`` from every rank. Rank 0 alone writes to MLflow. The epoch passes themselves
+are plain torch (``pipeline.train.epochs``).
+
+``config`` (built by ``pipeline.train.trainer``):
+    job            TrainJobConfig.to_dict() with model.input_shape filled in
+    preprocessor   Preprocessor.to_dict()
+    run_id, tracking_uri   the MLflow run rank 0 logs into (run_id None: no tracking)
+    storage_path, run_dir  where checkpoints live (pyarrow path or URI), for the fallback scan
+    total_steps    optimizer steps of the whole run (for the LR schedule)
+    threads        torch threads per worker (None: local cores / local workers)
+    fault          test hook: {"marker", "rank", "after_epoch"}; a worker exits once
+    gate           bench hook: an ``EpochGate`` directory; epochs wait for it to open them
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pipeline.config.job import TrainJobConfig
+from pipeline.data.batches import Preprocessor, iter_torch_batches
+from pipeline.train import checkpoints
+from pipeline.train.epoch_gate import EpochGate
+from pipeline.train.epochs import (
+    EpochSums,
+    importance_sampled_nll_sum,
+    resolve_precision,
+    train_epoch,
+    validate_epoch,
+)
+from vae_core.metrics import active_units
+from vae_core.model import VAE
+from vae_core.training import build_optimizer, build_scheduler
+
+__all__ = ["train_func", "train_epoch", "validate_epoch", "LoopState"]
+
+EVAL_BATCH = 512  # examples per validation/test batch (no gradients, so bigger is cheaper)
+IMAGE_TIME_SHARE = 0.01  # image grids may take ~1% of the run (the tracking budget is 2%)
+
+
+@dataclass
+class LoopState:
+    """What survives a restart besides the module/optimizer state dicts."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    best_val: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best validation loss
+    stopped: bool = False  # early stopping fired
+    best_model: dict[str, Tensor] = field(default_factory=dict)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Per-(epoch, rank) seed: a resumed run draws exactly what an uninterrupted one would."""
+    return (seed * 1_000_003 + epoch * 1009 + rank) % (2**31)
+
+
+def _reseed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_state(
+    state: LoopState, vae: VAE, optimizer, scheduler, scaler
+) -> dict[str, Any]:  # plain values and state_dicts only: loads with weights_only=True
+    return {
+        "epoch": state.epoch,
+        "step": state.step,
+        "best_val": state.best_val,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "stopped": state.stopped,
+        "model": vae.state_dict(),
+        "best_model": state.best_model,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": torch.get_rng_state(),
+    }
+
+
+def restore_state(saved: dict[str, Any], vae: VAE, optimizer, scheduler, scaler) -> LoopState:
+    vae.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    torch.set_rng_state(saved["rng"])
+    return LoopState(
+        epoch=saved["epoch"],
+        step=saved["step"],
+        best_val=saved["best_val"],
+        best_epoch=saved["best_epoch"],
+        bad_epochs=saved["bad_epochs"],
+        stopped=saved["stopped"],
+        best_model=saved["best_model"],
+    )
+
+
+def update_early_stopping(state: LoopState, val_loss: float, vae: VAE, patience: int | None):
+    """Track the best model; set ``stopped`` after ``patience`` epochs without improvement."""
+    if val_loss < state.best_val:
+        state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+        state.best_model = {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()}
+    else:
+        state.bad_epochs += 1
+    state.stopped = patience is not None and state.bad_epochs >= patience
+
+
+# --- distributed helpers ---------------------------------------------------------------------
+
+
+def _dist_ready() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def all_reduce_sums(sums: EpochSums, device: torch.device) -> EpochSums:
+    """Sum the per-rank sums over all ranks (in place); identical result on every rank."""
+    if _dist_ready():
+        t = torch.tensor(sums.as_list(), dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        sums.replace_sums(t.tolist())
+    return sums
+
+
+def broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """Rank 0's decision, on every rank (early stopping must end all ranks together)."""
+    if not _dist_ready():
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+class _Worker:
+    """Everything one rank holds; methods are the steps of ``train_func``."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
+
+        self.config = config
+        self.job = TrainJobConfig.from_dict(config["job"])
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        torch.set_num_threads(config.get("threads") or _local_threads(ctx))
+        self.device = ray.train.torch.get_device()
+        self.preprocessor = Preprocessor.from_dict(config["preprocessor"])
+        torch.manual_seed(self.job.train.seed)  # same init everywhere; DDP also broadcasts it
+        self.vae = VAE(self.job.model).to(self.device)
+        self.optimizer = build_optimizer(self.vae, self.job.optim)
+        self.scheduler = build_scheduler(self.optimizer, self.job.optim, config["total_steps"])
+        self.precision = resolve_precision(self.job.scaling.precision, self.device)
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if self.precision.needs_scaler else None
+        )
+        self.state = self._restore(ray.train.get_checkpoint())
+        self.model = ray.train.torch.prepare_model(self.vae)  # DDP when world > 1
+        self.shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val", "test")}
+        self.logger = self._make_logger()
+        self.examples: Tensor | None = None  # fixed validation examples for the image grids
+        self.first_batch_at: float | None = None
+        self.started = time.perf_counter()
+        self.image_seconds = 0.0  # spent on image grids so far (see IMAGE_TIME_SHARE)
+        self.images_epoch: int | None = None
+        self.gate = EpochGate(config["gate"]) if config.get("gate") else None
+
+    def _restore(self, latest) -> LoopState:
+        fs, _ = checkpoints.filesystem_for(self.config["storage_path"])
+        preferred = latest.path if latest is not None else None
+        saved = checkpoints.load_latest_state(fs, self.config["run_dir"], preferred)
+        if saved is None:
+            return LoopState()
+        return restore_state(saved, self.vae, self.optimizer, self.scheduler, self.scaler)
+
+    def _make_logger(self):
+        if self.rank != 0 or not self.config.get("run_id"):
+            return None
+        from pipeline.tracking.runs import EpochLogger
+
+        return EpochLogger(self.config["run_id"], self.config["tracking_uri"])
+
+    def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
+        t = self.job.train
+        for batch in iter_torch_batches(
+            self.shards[split],
+            batch_size=t.batch_size if train else EVAL_BATCH,
+            preprocessor=self.preprocessor,
+            device=self.device,
+            shuffle_buffer=t.shuffle_buffer if train else 0,
+            seed=epoch_seed(t.seed, epoch, self.rank),
+            drop_last=train,  # equal shards + drop_last: every rank takes the same DDP steps
+            with_meta=False,
+        ):
+            yield batch.x
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        _reseed(epoch_seed(self.job.train.seed, epoch, self.rank))
+        train_sums, self.state.step = train_epoch(
+            self.model,
+            self.batches("train", epoch, train=True),
+            self.optimizer,
+            self.job.objective,
+            self.state.step,
+            scheduler=self.scheduler,
+            grad_clip_norm=self.job.optim.grad_clip_norm,
+            precision=self.precision,
+            scaler=self.scaler,
+        )
+        seconds = train_sums.seconds
+        val_sums = validate_epoch(self.vae, self._val_batches(epoch), keep_mu=self.rank == 0)
+        all_reduce_sums(train_sums, self.device)
+        all_reduce_sums(val_sums, self.device)
+        self.state.epoch = epoch + 1
+        val = val_sums.means()
+        update_early_stopping(
+            self.state, val["neg_elbo"], self.vae, self.job.train.early_stopping_patience
+        )
+        self.state.stopped = broadcast_flag(self.state.stopped, self.device)
+        metrics = {f"train/{k}": v for k, v in train_sums.means().items()}
+        metrics.update({f"val/{k}": v for k, v in val.items()})
+        metrics["samples_per_s"] = train_sums.examples / max(seconds, 1e-9)
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["epoch"] = float(epoch + 1)
+        if val_sums.mu is not None:
+            metrics["val/active_units"] = float(active_units(val_sums.mu))
+        self.first_batch_at = self.first_batch_at or train_sums.first_batch_at
+        return metrics
+
+    def _val_batches(self, epoch: int) -> Iterator[Tensor]:
+        for x in self.batches("val", epoch, train=False):
+            if self.examples is None:
+                self.examples = x[:8].detach().clone()
+            yield x
+
+    def log_epoch(self, metrics: dict[str, float]) -> float:
+        """Metrics (and images while their time share allows) to MLflow; the seconds it took,
+        which the report carries so bench/train.py can account for tracking's cost."""
+        if self.logger is None:
+            return 0.0
+        start = time.perf_counter()
+        self.logger.log_metrics(metrics, step=self.state.epoch)
+        if self._images_due():
+            self.log_images()
+        return time.perf_counter() - start
+
+    def _images_due(self) -> bool:
+        # Rendering and uploading the grids costs a fixed time per epoch, far above the
+        # tracking budget on short epochs: log them only while their share of time allows.
+        elapsed = time.perf_counter() - self.started
+        return self.image_seconds <= IMAGE_TIME_SHARE * elapsed
+
+    def log_images(self) -> None:
+        """Reconstructions, prior samples and traversals at this epoch (once per epoch)."""
+        if not self.job.train.log_images or self.examples is None:
+            return
+        if self.logger is None or self.images_epoch == self.state.epoch:
+            return
+        from pipeline.tracking.images import epoch_images
+
+        start = time.perf_counter()
+        images = epoch_images(self.vae, self.examples, self.preprocessor, self.job.train.seed)
+        self.logger.log_images(images, step=self.state.epoch)
+        self.images_epoch = self.state.epoch
+        self.image_seconds += time.perf_counter() - start
+
+    def report(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Checkpoint (rank 0) and report (every rank); timestamps for bench/train.py."""
+        import ray.train
+
+        metrics = {**metrics, "wall_time": time.time(), "first_step_at": self.first_batch_at or 0.0}
+        name = checkpoints.checkpoint_dir_name(self.state.epoch)
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if self.rank == 0:
+                state = build_state(
+                    self.state, self.vae, self.optimizer, self.scheduler, self.scaler
+                )
+                checkpoints.save_state(state, tmp)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        return metrics
+
+    def hold(self, epoch: int) -> None:
+        """Bench hook: wait until the gate opens ``epoch`` (``epochs``: the final test)."""
+        if self.gate is not None:
+            self.gate.wait(epoch)
+
+    def release(self, epoch: int) -> None:
+        if self.gate is not None and self.rank == 0:
+            self.gate.mark_done(epoch)
+
+    def maybe_fault(self) -> None:
+        """Test hook: one worker dies once after a given epoch (a marker file says 'done')."""
+        fault = self.config.get("fault")
+        if not fault or fault["rank"] != self.rank or fault["after_epoch"] != self.state.epoch:
+            return
+        marker = Path(fault["marker"])
+        if not marker.exists():
+            marker.write_text(f"killed rank {self.rank} after epoch {self.state.epoch}\n")
+            os._exit(1)
+
+    def test(self) -> dict[str, float]:
+        """Test-split ELBO terms and IS-NLL of the best model, reduced over all ranks."""
+        if self.state.best_model:
+            self.vae.load_state_dict(self.state.best_model)
+        t = self.job.train
+        sums = all_reduce_sums(
+            validate_epoch(self.vae, self.batches("test", 0, False)), self.device
+        )
+        metrics = {f"test/{k}": v for k, v in sums.means().items() if k != "loss"}
+        if t.nll_samples > 0:
+            per_rank = None if t.nll_examples is None else -(-t.nll_examples // self.world)
+            nll = EpochSums()
+            nll.loss, nll.examples = importance_sampled_nll_sum(
+                self.vae, self.batches("test", 0, False), t.nll_samples, per_rank
+            )
+            all_reduce_sums(nll, self.device)
+            metrics["test/is_nll"] = nll.loss / max(1, nll.examples)
+            metrics["test/is_nll_k"] = float(t.nll_samples)
+        return metrics
+
+
+def _local_threads(ctx) -> int:
+    # Cores of this node shared by the workers on it (the Ray CPU reservation can be fractional
+    # or larger than the cores in tests, so it is not a thread count).
+    return max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size()))
+
+
+def train_func(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train worker entry point; rank 0's return value reaches the driver."""
+    w = _Worker(config)
+    history: list[dict[str, float]] = []  # this attempt's epochs (not those before a restart)
+    try:
+        for epoch in range(w.state.epoch, w.job.train.epochs):
+            if w.state.stopped:
+                break
+            w.hold(epoch)
+            metrics = w.run_epoch(epoch)
+            metrics["tracking_seconds"] = w.log_epoch(metrics)
+            history.append(w.report(metrics))
+            w.release(epoch)
+            w.maybe_fault()
+        w.hold(w.job.train.epochs)
+        w.log_images()  # the final model's grids, whatever the time share allowed before
+        test_metrics = w.test()
+        if w.logger is not None:
+            w.logger.log_metrics(test_metrics, step=w.state.epoch)
+    finally:
+        if w.logger is not None:
+            w.logger.close()
+    return {
+        "test": test_metrics,
+        "best_val_loss": w.state.best_val,
+        "best_epoch": w.state.best_epoch,
+        "epochs_completed": w.state.epoch,
+        "stopped_early": w.state.stopped,
+        "history": history,
+    }

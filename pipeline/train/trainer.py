@@ -1,0 +1,285 @@
+"""``run_training``: one training job from config to registered model.
+
+Order matters: the MLflow store is checked first (an unreachable server fails in seconds, before
+Ray starts), then Ray and the data, then the job's MLflow run (found by its tag, so a rerun of a
+named job or a restarted worker group logs into the same run), then ``TorchTrainer.fit`` in a
+background thread while this thread relays per-epoch progress, and last the registration. The
+run's status is set from how this ends: FINISHED, FAILED, or KILLED on Ctrl-C; a failed or killed
+run registers nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.cluster.ray_session import ensure_ray
+from pipeline.config.job import TrainJobConfig
+from pipeline.data.batches import Preprocessor, compute_standardization
+from pipeline.data.schema import XLayout
+from pipeline.errors import UserError
+from pipeline.tracking import mlflow_store, runs
+from pipeline.train import checkpoints
+from pipeline.train.resources import WorkerPlan, plan_workers
+
+Progress = Callable[[dict[str, float]], None]
+POLL_S = 1.0  # how often the driver looks for a new epoch in MLflow
+PROGRESS_KEYS = ("train/loss", "val/neg_elbo", "samples_per_s")  # what jobs/train.py prints
+CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
+# Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
+CONTROLLER_FAILURE_LIMIT = 2
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_name: str
+    version: str
+    aliases: tuple[str, ...]
+    metrics: dict[str, float]
+    run_name: str = ""
+    history: tuple[dict[str, float], ...] = ()
+    """Per-epoch metrics rank 0 reported in the last attempt (not before a restart)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: non-finite metrics become null (JSON has no inf/nan)."""
+        metrics = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}
+        out = dataclasses.asdict(self) | {"aliases": list(self.aliases), "metrics": metrics}
+        out.pop("history")
+        return out
+
+
+def storage_root(cfg: TrainJobConfig) -> str:
+    path = cfg.tracking.storage_path or str(Path.cwd() / "ray_results")
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def with_input_shape(cfg: TrainJobConfig, layout: XLayout) -> TrainJobConfig:
+    """Fill model.input_shape from the data; a shape given in the config must match it."""
+    shape = tuple(layout.shape)
+    given = tuple(cfg.model.input_shape)
+    if given and given != shape:
+        raise UserError(f"model.input_shape={list(given)} but the data's samples are {list(shape)}")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_shape=shape))
+
+
+def build_preprocessor(cfg: TrainJobConfig, source) -> Preprocessor:
+    mean = std = None
+    if cfg.data.standardize:
+        mean, std = compute_standardization(source.splits["train"], source.layout)
+    return Preprocessor(
+        layout=source.layout,
+        binarize=cfg.data.binarize,
+        binarize_seed=cfg.data.seed,
+        mean=mean,
+        std=std,
+    )
+
+
+def _total_steps(cfg: TrainJobConfig, source, plan: WorkerPlan) -> int:
+    """Optimizer steps of the whole run; counting rows costs a pass, so only for a schedule."""
+    if cfg.optim.scheduler == "none":
+        return cfg.train.epochs  # unused by a constant schedule; must be >= 1
+    global_batch = cfg.train.batch_size * plan.num_workers
+    per_epoch = max(1, source.splits["train"].count() // global_batch)
+    return per_epoch * cfg.train.epochs
+
+
+def _trainer(cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, storage: str):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.train.loop import train_func
+
+    return TorchTrainer(
+        train_func,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=plan.num_workers,
+            use_gpu=plan.use_gpu,
+            resources_per_worker=plan.resources_per_worker(),
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage,
+            # A worker group that cannot be placed (a node lost for good) is a *controller*
+            # failure, retried forever by default (Ray waited > 500 s here): bound it.
+            failure_config=FailureConfig(
+                max_failures=cfg.train.max_failures,
+                controller_failure_limit=CONTROLLER_FAILURE_LIMIT,
+            ),
+            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        ),
+        datasets=dict(source.splits),
+    )
+
+
+def _fit_with_progress(trainer, run_id: str | None, progress: Progress | None):
+    """``trainer.fit()`` in a thread; meanwhile relay each new epoch's metrics to ``progress``.
+
+    In the main thread Ray Train would install its own SIGINT handler that aborts the run
+    quietly; here Ctrl-C stays a KeyboardInterrupt, so the MLflow run is marked KILLED.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # handed to the calling thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="vaepipe-fit", daemon=True)
+    thread.start()
+    seen = _latest_epoch(run_id) if run_id else 0.0
+    while thread.is_alive():
+        thread.join(POLL_S)
+        if progress is not None and run_id:
+            seen = _relay_progress(run_id, seen, progress)
+    if "error" in box:
+        raise _user_facing(box["error"])
+    return box["result"]
+
+
+def _user_facing(exc: BaseException) -> BaseException:
+    """A worker's one-line ``UserError`` (bad data, unusable checkpoints) instead of Ray's
+    multi-line wrapper; anything else unchanged."""
+    from pipeline.data.ray_errors import find_user_error
+
+    for failure in [exc, *getattr(exc, "worker_failures", {}).values()]:
+        inner = find_user_error(failure)
+        if inner is not None:
+            return UserError(str(inner))
+    return exc
+
+
+def _latest_epoch(run_id: str) -> float:
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_run(run_id).data.metrics.get("epoch", 0.0)
+
+
+def _relay_progress(run_id: str, seen: float, progress: Progress) -> float:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    metrics = client.get_run(run_id).data.metrics
+    epoch = metrics.get("epoch", 0.0)
+    if epoch > seen + 1:  # short epochs: several finished since the last poll
+        for missed in _epochs_between(client, run_id, seen, epoch):
+            progress(missed)
+    if epoch != seen:
+        progress(metrics)
+    return epoch
+
+
+def _epochs_between(client, run_id: str, seen: float, epoch: float) -> list[dict[str, float]]:
+    """The progress metrics of the epochs after ``seen`` and before ``epoch`` (steps = epochs)."""
+    by_step: dict[int, dict[str, float]] = {}
+    for key in PROGRESS_KEYS:
+        for m in client.get_metric_history(run_id, key):
+            if seen < m.step < epoch:
+                by_step.setdefault(m.step, {"epoch": float(m.step)})[key] = m.value
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _final_vae(cfg: TrainJobConfig, result, storage: str, run_name: str):
+    """The best model of the run, from its newest loadable checkpoint."""
+    from vae_core.model import VAE
+
+    fs, root = checkpoints.filesystem_for(storage)
+    preferred = result.checkpoint.path if result.checkpoint is not None else None
+    state = checkpoints.load_latest_state(fs, f"{root}/{run_name}", preferred)
+    if state is None:
+        raise RuntimeError(f"training of {run_name} finished without a checkpoint")
+    vae = VAE(cfg.model)
+    vae.load_state_dict(state["best_model"] or state["model"])
+    return vae.eval()
+
+
+def run_training(
+    cfg: TrainJobConfig,
+    progress: Progress | None = None,
+    config_file: str | None = None,
+    fault: dict[str, Any] | None = None,
+    gate: str | None = None,
+) -> TrainResult:
+    """Train ``cfg``, track it in MLflow, register the best model; see the module docstring.
+
+    ``fault`` (a test hook) and ``gate`` (bench/train.py's ``EpochGate`` directory) are passed
+    to the workers (see ``pipeline.train.loop``).
+    """
+    import mlflow
+    import ray
+
+    from pipeline.data.ingest import open_source
+    from pipeline.tracking.registry import log_vae
+
+    tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
+    ensure_ray()
+    source = open_source(cfg.data)
+    cfg = with_input_shape(cfg, source.layout)
+    preprocessor = build_preprocessor(cfg, source)
+    plan = plan_workers(cfg.scaling, ray.cluster_resources())
+    storage = storage_root(cfg)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
+    _fs, root = checkpoints.filesystem_for(storage)
+    loop_config = {
+        "job": cfg.to_dict(),
+        "preprocessor": preprocessor.to_dict(),
+        "run_id": None,
+        "tracking_uri": tracking_uri,
+        "storage_path": storage,
+        "run_dir": f"{root}/{run_name}",
+        "total_steps": _total_steps(cfg, source, plan),
+        "threads": int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
+        "fault": fault,
+        "gate": gate,
+    }
+    if not cfg.tracking.enabled:
+        trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
+        out = _fit_with_progress(trainer, None, None).return_value or {}
+        return _result(out, "", cfg.tracking.model_name, "", (), run_name)
+    job_key = f"{storage}/{run_name}"
+    run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
+    with runs.tracked_run(run_id):
+        runs.log_job_config(run_id, cfg.to_dict(), config_file)
+        loop_config["run_id"] = run_id
+        trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
+        result = _fit_with_progress(trainer, run_id, progress)
+        out = result.return_value or {}
+        vae = _final_vae(cfg, result, storage, run_name)
+        with mlflow.start_run(run_id=run_id):
+            version = log_vae(
+                vae,
+                preprocessor.to_dict(),
+                cfg.tracking.model_name,
+                out["best_val_loss"],
+                cfg.data.source,
+                data_config=cfg.data.to_dict(),
+            )
+    return _result(out, run_id, version.name, str(version.version), version.aliases, run_name)
+
+
+def _result(out: dict, run_id: str, name: str, version: str, aliases, run_name: str):
+    metrics = dict(out.get("test", {}))
+    metrics.update(
+        best_val_loss=out["best_val_loss"],
+        best_epoch=float(out["best_epoch"]),
+        epochs_completed=float(out["epochs_completed"]),
+    )
+    return TrainResult(
+        run_id=run_id,
+        model_name=name,
+        version=version,
+        aliases=tuple(aliases),
+        metrics=metrics,
+        run_name=run_name,
+        history=tuple(out.get("history", ())),
+    )
