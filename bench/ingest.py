@@ -45,7 +45,7 @@ MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "d
 def prepared(cache: Path, name: str, argv: list[str]) -> Path:
     """``vaepipe prepare`` once; reuse the cached output afterwards."""
     out = cache / name
-    if not (out / "_vaepipe.json").exists():
+    if not (out / "_SUCCESS").exists():
         t0 = time.perf_counter()
         if cli_main(["prepare", *argv, "--out", str(out), "--overwrite"]) != 0:
             raise SystemExit(f"prepare {name} failed")

@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION, m-ID or runs:/…"
     )
     parser.add_argument("--data", required=True, help="dataset: path, pyarrow URI or builtin")
-    parser.add_argument("--out", required=True, help="output directory (created; committed last)")
+    parser.add_argument(
+        "--out", required=True, help="output folder or URI (s3://…); committed last"
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--with-z", action="store_true", help="also write a posterior sample z")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""``vaepipe prepare SRC --out DIR``: convert any source to sharded Parquet, atomically."""
+"""``vaepipe prepare SRC --out DIR_OR_URI``: convert any source to sharded Parquet on the
+cluster, verified and committed exactly once."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "src", help="Parquet/IDX/image folder/.npy path or URI, or digits|shapes|mnist"
     )
-    parser.add_argument("--out", required=True, help="output directory (must be empty or absent)")
+    parser.add_argument(
+        "--out", required=True, help="output folder or URI, e.g. s3://bucket/x (empty or absent)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--column", help="data column of a Parquet source (default: detect)")
     parser.add_argument("--image-size", type=_size, help="HxW that images are resized to")
@@ -33,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.cluster.ray_session import ensure_ray
     from pipeline.config.data import DataConfig
     from pipeline.data.prepare import prepare
 
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         shapes_rows=args.shapes_rows,
         shapes_resolution=args.shapes_resolution,
     )
-    result = prepare(cfg, args.out, overwrite=args.overwrite)
+    result = prepare(cfg, args.out, overwrite=args.overwrite, connect=ensure_ray)
     rows = ", ".join(f"{k} {v}" for k, v in result.rows.items())
     print(
         f"wrote {result.out} ({len(result.files)} files; {rows}); read it with --data {result.out}"

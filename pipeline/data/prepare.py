@@ -1,185 +1,226 @@
-"""Any source → sharded Parquet in the storage layout, written atomically.
+"""Any source → sharded Parquet in the storage layout, converted on the cluster, exactly once.
 
-Output: ``DIR/{train,val,test}/part-NNNNN.parquet`` (the splits computed once, kept when read
-back), ``DIR/_vaepipe.json`` (manifest). Files are ~128 MiB with ~8 MiB row groups (a row
-group is one read unit). Everything is written to a staging folder beside ``DIR`` and renamed
-into place at the end; on any error the staging folder is removed and an existing ``DIR`` is
-untouched. Duplicate ids are checked across the whole set (8 bytes of driver memory per row).
+Output (a local folder or any pyarrow filesystem URI): ``{train,val,test}/part-*.parquet``
+files and the ``_SUCCESS`` manifest (layout, rows per split, every file with its split, rows
+and bytes). The split of every row is computed once here (the source's own, else carved by id
+hash) and kept when the output is read back.
+
+Ray Data tasks read the source's units and write the shards themselves (one pass: each task
+writes one file per split it has rows for); the driver only sees one small record per file.
+The output is committed with ``pipeline.data.staged_output`` like ``encode``'s, after
+``pipeline.data.output_check`` verified files, row counts and distinct ids on the cluster.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
-from pipeline.data.hashing import id_hash
-from pipeline.data.ingest import open_source
+from pipeline.data.filesystems import Location, check_shared, is_uri, resolve
+from pipeline.data.ingest import SPLIT_CODES, Carve, split_dataset
+from pipeline.data.output_check import verify_staged
+from pipeline.data.parquet_files import WrittenFile, file_name, write_file
 from pipeline.data.ray_errors import user_errors
 from pipeline.data.schema import XLayout
-from pipeline.data.sources import SPLITS
+from pipeline.data.sources import BUILTINS, SPLITS, SourcePlan, plan_source
+from pipeline.data.staged_output import open_output
 from pipeline.errors import UserError
 
-FILE_BYTES = 128 << 20
+log = logging.getLogger(__name__)
+
 ROW_GROUP_BYTES = 8 << 20
-MANIFEST = "_vaepipe.json"
+MAX_UNITS_PER_TASK = 8
+MANIFEST_FORMAT = 1
+RECORD_SCHEMA = pa.schema(
+    [("split", pa.string()), ("path", pa.string()), ("rows", pa.int64()), ("bytes", pa.int64())]
+)
 
 
 @dataclass
 class PrepareResult:
-    out: Path
+    out: str
     rows: dict[str, int]
     files: list[str] = field(default_factory=list)
     layout: XLayout | None = None
+    seconds: float = 0.0
 
 
-class ShardWriter:
-    """Buffers Arrow batches into row groups of ``group_rows`` and files of ``file_rows``."""
+@dataclass(frozen=True)
+class ShardSpec:
+    """What every write task needs (pickled once per task)."""
 
-    def __init__(self, folder: Path, target: pa.Schema, group_rows: int, file_rows: int):
-        self.folder, self.target = folder, target
-        self.group_rows, self.file_rows = group_rows, file_rows
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self.writer: pq.ParquetWriter | None = None
-        self.rows_in_file = 0
-        self.files: list[Path] = []
+    staging: Location
+    layout: XLayout
+    source: str
+    row_group_rows: int
 
-    def add(self, table: pa.Table) -> None:
-        self.pending.append(table.select(self.target.names).cast(self.target))
-        self.pending_rows += table.num_rows
-        while self.pending_rows >= self.group_rows:
-            self._flush(self.group_rows)
+    def target(self, table: pa.Table) -> pa.Table:
+        """``table`` with the layout in its schema metadata and a non-null id column."""
+        meta = {
+            schema.META_X_SHAPE: json.dumps(list(self.layout.shape)).encode(),
+            schema.META_X_DTYPE: self.layout.dtype.encode(),
+            schema.META_SOURCE: self.source.encode(),
+        }
+        fields = [f.with_nullable(f.name != schema.ID) for f in table.schema]
+        return table.cast(pa.schema(fields, metadata=meta))
 
-    def close(self) -> list[Path]:
-        if self.pending_rows or not self.files:  # an empty split still gets one (empty) file
-            self._flush(self.pending_rows)
-        if self.writer is not None:
-            self.writer.close()
-        return self.files
-
-    def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self.pending) if self.pending else self.target.empty_table()
-        head, rest = table.slice(0, rows), table.slice(rows)
-        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-        if self.writer is None or self.rows_in_file >= self.file_rows:
-            if self.writer is not None:
-                self.writer.close()
-            path = self.folder / f"part-{len(self.files):05d}.parquet"
-            self.writer = pq.ParquetWriter(path, self.target, compression="snappy")
-            self.files.append(path)
-            self.rows_in_file = 0
-        self.writer.write_table(head, row_group_size=max(rows, 1))
-        self.rows_in_file += rows
+    def write(self, split: str, table: pa.Table) -> WrittenFile:
+        name = f"{split}/{file_name(table.column(schema.ID), table.num_rows)}"
+        return write_file(self.staging, name, self.target(table), self.row_group_rows, split)
 
 
-def _target_schema(first: pa.Schema, layout: XLayout, cfg: DataConfig) -> pa.Schema:
-    meta = {
-        schema.META_X_SHAPE: json.dumps(list(layout.shape)).encode(),
-        schema.META_X_DTYPE: layout.dtype.encode(),
-        schema.META_SOURCE: cfg.source.encode(),
-    }
-    return pa.schema([f.with_nullable(f.name != schema.ID) for f in first], metadata=meta)
+def _records(files: list[WrittenFile]) -> pa.Table:
+    rows = [f.to_dict() for f in files]
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.is_file():
-        raise UserError(f"{out}: exists and is a file; --out must be a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: exists and is not empty; pass --overwrite to replace it")
+def write_units(
+    batch: pa.Table,
+    units: list[tuple[str, Any]],
+    read: Callable[[Any], pa.Table],
+    carve: Carve | None,
+    spec: ShardSpec,
+) -> pa.Table:
+    """Ray map_batches fn: read these units (indices in ``id``), write one file per split."""
+    per_split: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
+    for i in batch.column("id").to_pylist():
+        split, unit = units[i]
+        table = read(unit)
+        if split == "train" and carve is not None:
+            codes = carve.codes(table.column(schema.ID))
+            for s in SPLITS:
+                per_split[s].append(table.filter(pa.array(codes == SPLIT_CODES[s])))
+        else:
+            per_split[split].append(table)
+    written = []
+    for split, tables in per_split.items():
+        table = pa.concat_tables(tables) if tables else None
+        if table is not None and table.num_rows:
+            written.append(spec.write(split, table.combine_chunks()))
+    return _records(written)
 
 
-class IdChecker:
-    """Null and duplicate ids across everything written (ints kept raw, strings hashed)."""
-
-    def __init__(self) -> None:
-        self.parts: list[np.ndarray] = []
-
-    def add(self, table: pa.Table, where: str) -> None:
-        ids = table.column(schema.ID)
-        if ids.null_count:
-            raise UserError(f"{where}: null ids")
-        is_int = pa.types.is_integer(ids.type)
-        self.parts.append(ids.to_numpy() if is_int else id_hash(ids).view(np.int64))
-
-    def check(self, where: str) -> None:
-        ids = np.sort(np.concatenate(self.parts)) if self.parts else np.empty(0)
-        dup = ids[1:][ids[1:] == ids[:-1]]
-        if dup.size:
-            raise UserError(f"{where}: {dup.size} duplicate ids (e.g. id hash/value {dup[0]})")
+def write_rows(batch: pa.Table, split: str, spec: ShardSpec) -> pa.Table:
+    """Ray map_batches fn for a ``--limit``ed split: one file per block."""
+    return _records([spec.write(split, batch)] if batch.num_rows else [])
 
 
-def _write_splits(cfg: DataConfig, staging: Path) -> PrepareResult:
-    data = open_source(cfg)
-    row_bytes = data.layout.nbytes + 16
-    group_rows = max(1, ROW_GROUP_BYTES // row_bytes)
-    file_rows = max(group_rows, FILE_BYTES // row_bytes)
-    result = PrepareResult(staging, {}, layout=data.layout)
-    ids, target = IdChecker(), None
-    for split in SPLITS:
-        folder = staging / split
-        folder.mkdir()
-        writer, rows = None, 0
+def _carve(plan: SourcePlan, cfg: DataConfig) -> Carve | None:
+    carved = [s for s in SPLITS if s not in plan.units]
+    if not carved:
+        return None
+    val = cfg.val_fraction if "val" in carved else 0.0
+    return Carve(val, cfg.test_fraction if "test" in carved else 0.0, cfg.seed)
+
+
+def _write_all(plan: SourcePlan, cfg: DataConfig, spec: ShardSpec) -> list[WrittenFile]:
+    """Every row of the source, once, into the staging location (Ray Data tasks)."""
+    import ray
+    import ray.data
+
+    if cfg.limit is not None:  # a subset per split: each split its own (limited) stream
+        parts = [
+            split_dataset(plan, split, cfg).map_batches(
+                write_rows,
+                batch_format="pyarrow",
+                batch_size=None,
+                fn_kwargs={"split": split, "spec": spec},
+            )
+            for split in SPLITS
+        ]
+        records = [r for ds in parts for r in ds.take_all()]
+    else:
+        units = [(split, u) for split, us in plan.units.items() for u in us]
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        per_task = max(1, min(MAX_UNITS_PER_TASK, -(-len(units) // cpus)))
+        ds = ray.data.range(len(units), override_num_blocks=-(-len(units) // per_task))
+        ds = ds.map_batches(
+            write_units,
+            batch_format="pyarrow",
+            batch_size=None,
+            fn_kwargs={"units": units, "read": plan.read, "carve": _carve(plan, cfg), "spec": spec},
+        )
+        records = ds.take_all()
+    return [WrittenFile(r["path"], r["rows"], r["bytes"], r["split"]) for r in records]
+
+
+def _check_input_shared(source: str) -> None:
+    if source in BUILTINS or is_uri(source):
+        return
+    check_shared(resolve(source), "input")
+
+
+def prepare(
+    cfg: DataConfig,
+    out: str,
+    overwrite: bool = False,
+    connect: Callable[[], None] | None = None,
+) -> PrepareResult:
+    """Convert ``cfg.source`` to sharded Parquet at ``out``; all or nothing, verified.
+
+    ``connect`` starts or joins Ray (default: Ray's own auto-init); it is called only once
+    the output and the source have passed the driver-side checks.
+    """
+    start = time.perf_counter()
+    staged = open_output(out)
+    with staged.locked():
+        staged.recover()
+        if staged.existing() is not None and not overwrite:
+            raise UserError(f"{staged.out}: exists and is not empty; pass --overwrite to replace")
+        staged.check_writable()
         with user_errors():
-            for table in data.splits[split].iter_batches(batch_format="pyarrow", batch_size=None):
-                if table.num_rows == 0:
-                    continue
-                target = target or _target_schema(table.schema, data.layout, cfg)
-                writer = writer or ShardWriter(folder, target, group_rows, file_rows)
-                ids.add(table, cfg.source)
-                writer.add(table)
-                rows += table.num_rows
-        if writer is None and target is not None:
-            writer = ShardWriter(folder, target, group_rows, file_rows)
-        files = writer.close() if writer else []
-        result.rows[split] = rows
-        result.files += [str(f.relative_to(staging)) for f in files]
-    if result.rows["train"] == 0:
-        raise UserError(f"{cfg.source}: zero rows in the train split")
-    ids.check(cfg.source)
-    manifest = {"source": cfg.source, "description": data.description, "rows": result.rows}
-    manifest |= {"layout": data.layout.to_dict(), "has_labels": data.has_labels}
-    (staging / MANIFEST).write_text(json.dumps(manifest | {"files": result.files}, indent=1))
+            plan = plan_source(cfg)
+        if connect is not None:
+            connect()
+        _check_input_shared(cfg.source)
+        files, manifest = _stage(staged, plan, cfg)
+    result = PrepareResult(str(staged.out), manifest["rows"], [f.path for f in files], plan.layout)
+    result.seconds = time.perf_counter() - start
     return result
 
 
-def _first_missing(path: Path) -> Path | None:
-    """The outermost ancestor of ``path`` (itself included) that does not exist yet."""
-    missing = None
-    for p in [path, *path.parents]:
-        if p.exists():
-            break
-        missing = p
-    return missing
-
-
-def prepare(cfg: DataConfig, out: str | Path, overwrite: bool = False) -> PrepareResult:
-    """Convert ``cfg.source`` to sharded Parquet in ``out``; all or nothing."""
-    out = Path(out).expanduser().absolute()
-    _check_out(out, overwrite)
-    created = _first_missing(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+def _stage(staged: Any, plan: SourcePlan, cfg: DataConfig) -> tuple[list[WrittenFile], dict]:
+    """Write, verify and commit; on any failure nothing is committed and staging is removed."""
+    staging = staged.begin()
     try:
-        result = _write_splits(cfg, staging)
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        if out.exists():
-            out.rename(trash)
-        staging.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
+        check_shared(staging, "output")
+        row_bytes = plan.layout.nbytes + 16
+        spec = ShardSpec(staging, plan.layout, cfg.source, max(1, ROW_GROUP_BYTES // row_bytes))
+        with user_errors():
+            files = sorted(_write_all(plan, cfg, spec), key=lambda f: f.path)
+            expected = plan.rows if cfg.limit is None else None
+            verify_staged(staging, files, expected, cfg.source)
+        rows = {s: sum(f.rows for f in files if f.split == s) for s in SPLITS}
+        if rows["train"] == 0:
+            raise UserError(f"{cfg.source}: zero rows in the train split")
+        committed = [WrittenFile(staged.relative(f.path), f.rows, f.bytes, f.split) for f in files]
+        manifest = _manifest(plan, cfg, rows, committed)
+        staged.commit(manifest)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        staged.abort()
         raise
-    result.out = out
-    return result
+    return committed, manifest
+
+
+def _manifest(
+    plan: SourcePlan, cfg: DataConfig, rows: dict[str, int], files: list[WrittenFile]
+) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "kind": "prepare",
+        "source": cfg.source,
+        "description": plan.description,
+        "rows": rows,
+        "layout": plan.layout.to_dict(),
+        "has_labels": plan.has_labels,
+        "files": [f.to_dict() for f in files],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

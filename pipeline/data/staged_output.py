@@ -1,4 +1,8 @@
-"""Exactly-once output directories: write into a staging dir, then commit with renames.
+"""Exactly-once outputs: stage, verify, commit. ``open_output`` picks the mechanism by filesystem.
+
+Object stores (no atomic rename): ``pipeline.data.object_store_output``, where the manifest,
+written last as one object, is the commit. Local (and any mounted) filesystems: this module's
+``StagedOutput``, committed with renames, so a plain directory listing is always truthful too.
 
 Layout next to the output ``DIR`` (same parent, so every rename stays on one filesystem and is
 atomic):
@@ -17,7 +21,9 @@ back to a consistent state: a staging dir without ``_SUCCESS`` is deleted, one w
 committed, an orphaned old dir is deleted or put back. A reader that sees ``DIR/_SUCCESS`` sees
 a complete result; one that sees no ``DIR`` sees nothing.
 
-Local filesystems only (a rename on object stores is a copy, not atomic).
+Both kinds share the manifest (``_SUCCESS``: JSON, ``files`` listed relative to the output)
+and the interface: ``locked``, ``recover``, ``existing``, ``check_writable``, ``begin`` →
+staging ``Location``, ``relative(path in staging)`` → path in the manifest, ``commit``, ``abort``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.filesystems import Location, resolve
 from pipeline.errors import UserError
 
 MANIFEST = "_SUCCESS"
@@ -45,22 +52,31 @@ def inject_fault(point: str) -> None:
         os._exit(137)
 
 
-def read_manifest(out: Path) -> dict[str, Any] | None:
+def read_manifest(out: Location | Path) -> dict[str, Any] | None:
     """The ``_SUCCESS`` manifest of a complete output, or None."""
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        return None
+    where = out if isinstance(out, Location) else resolve(out)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(where.child(MANIFEST).read_text())
+    except (OSError, ValueError):  # absent, a directory, or unreadable
         return None
+
+
+def open_output(out: str | os.PathLike) -> StagedOutput | Any:
+    """The exactly-once output at ``out`` (a local path or any pyarrow filesystem URI)."""
+    where = resolve(out)
+    if where.is_local:
+        return StagedOutput(where)
+    from pipeline.data.object_store_output import ObjectStoreOutput
+
+    return ObjectStoreOutput(where)
 
 
 class StagedOutput:
-    """One output directory committed exactly once."""
+    """One local output directory committed exactly once (renames)."""
 
-    def __init__(self, out: str | os.PathLike) -> None:
-        self.out = Path(out).expanduser().absolute()
+    def __init__(self, out: str | os.PathLike | Location) -> None:
+        self.location = out if isinstance(out, Location) else resolve(out)
+        self.out = Path(self.location.path)
         prefix = f".{self.out.name}.vaepipe-"
         self._staging_prefix = f"{prefix}staging-"
         self.staging = self.out.parent / f"{self._staging_prefix}{uuid.uuid4().hex[:12]}"
@@ -151,7 +167,7 @@ class StagedOutput:
             why = "not a directory" if not ancestor.is_dir() else "not writable"
             raise UserError(f"cannot write output {self.out}: {ancestor} is {why}")
 
-    def begin(self) -> Path:
+    def begin(self) -> Location:
         """Create a fresh staging dir and return it; an unwritable place is a ``UserError``."""
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +178,11 @@ class StagedOutput:
         except OSError as exc:
             self.abort()
             raise UserError(f"cannot write output {self.out}: {exc.strerror or exc}") from None
-        return self.staging
+        return resolve(self.staging)
+
+    def relative(self, path: str) -> str:
+        """The manifest path of ``path`` (relative to staging): staging becomes ``out``."""
+        return path
 
     # -- after writing --------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 """Batch encoding: a registered model turns a dataset into latent Parquet, exactly once.
 
     load model (registry, no unpickling) → check output and shapes → read rows (Ray Data,
-    streaming) → LatentEncoder actors → write_parquet into a staging dir → commit (_SUCCESS)
+    streaming) → LatentEncoder actors → write tasks into a staging location → verify (files,
+    rows, distinct ids) → commit (_SUCCESS)
+
+The output is a local folder or any pyarrow filesystem URI (``s3://…``): see
+``pipeline.data.staged_output`` for how each is committed exactly once.
 
 Every check that can fail on user input runs before any row is read or any file is written.
 """
@@ -15,13 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
+from pipeline.data.filesystems import Location, check_shared, is_uri
+from pipeline.data.output_check import verify_staged
+from pipeline.data.parquet_files import WrittenFile, file_name, write_file
 from pipeline.data.ray_errors import user_errors
-from pipeline.data.staged_output import StagedOutput
+from pipeline.data.staged_output import open_output
 from pipeline.errors import UserError
 from pipeline.inference.latent_encoder import (
     EncodePlan,
@@ -62,8 +69,8 @@ def encode_dataset(
     """Encode every row of ``data`` with the model at ``model_uri`` into ``out``."""
     start = time.perf_counter()
     cfg = _data_config(data)
-    staged = StagedOutput(out)
-    _check_not_inside_input(staged.out, cfg.source)
+    staged = open_output(out)
+    _check_not_inside_input(staged.location, cfg.source)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_vae(model_uri)
@@ -91,7 +98,7 @@ def encode_dataset(
 
 
 def _write_and_commit(
-    staged: StagedOutput,
+    staged: Any,
     src: _Whole,
     loaded: LoadedModel,
     plan: EncodePlan,
@@ -101,10 +108,15 @@ def _write_and_commit(
     """Run the Ray job into a fresh staging dir and commit it; clean up on any failure."""
     staging = staged.begin()
     try:
+        check_shared(staging, "output")
         with user_errors():
             meta = _file_metadata(loaded, src.source)
-            _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
-        manifest = _manifest(_staged_files(staging), loaded, src.source, with_z)
+            files = _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
+            verify_staged(staging, files, src.expected_rows(), src.source)
+        committed = [
+            {"path": staged.relative(f.path), "rows": f.rows, "bytes": f.bytes} for f in files
+        ]
+        manifest = _manifest(committed, loaded, src.source, with_z)
         staged.commit(manifest)
     except BaseException:
         staged.abort()
@@ -122,12 +134,12 @@ def _data_config(data: str | DataConfig) -> DataConfig:
     return DataConfig(source=data, val_fraction=0.0, test_fraction=0.0)
 
 
-def _check_not_inside_input(out: Path, source: str) -> None:
+def _check_not_inside_input(out: Location, source: str) -> None:
     """Refuse an output inside the input (or the input inside the output)."""
-    if "://" in source or not Path(source).expanduser().exists():
+    if is_uri(source) or not out.is_local or not Path(source).expanduser().exists():
         return  # a builtin name or a remote URI: nothing on this disk to collide with
     src = Path(source).expanduser().resolve()
-    dst = out.resolve()
+    dst = Path(out.path).resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise UserError(f"output {out} overlaps the input {src}; write it somewhere else")
 
@@ -209,6 +221,12 @@ class _Whole:
         ds = units_dataset(units, self.plan.read, units_per_task=1)
         return ds.limit(self.limit) if self.limit is not None else ds
 
+    def expected_rows(self) -> int | None:
+        """Rows a complete encoding holds, by the source's own metadata (None: unknown)."""
+        if self.plan.rows is None or self.limit is None:
+            return self.plan.rows
+        return min(self.plan.rows, self.limit)
+
 
 def _open(cfg: DataConfig) -> _Whole:
     from pipeline.data.sources import plan_source
@@ -229,13 +247,14 @@ def _plan(threads: int | None) -> EncodePlan:
 
 def _run(
     ds: Any,
-    staging: Path,
+    staging: Location,
     loaded: LoadedModel,
     meta: dict[bytes, bytes],
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
-) -> None:
+) -> list[WrittenFile]:
+    """Encode every row and write the latent files; one record per file written."""
     from ray.data import ActorPoolStrategy
 
     payload = ModelPayload.from_vae(loaded.vae, loaded.preprocessor, meta)
@@ -255,7 +274,22 @@ def _run(
     )
     latent_dim = int(loaded.vae.cfg.latent_dim)
     per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)
-    encoded.write_parquet(str(staging), min_rows_per_file=per_file)
+    records = encoded.map_batches(
+        write_latents,
+        batch_size=per_file,
+        batch_format="pyarrow",
+        fn_kwargs={"root": staging, "row_group_rows": batch_size},
+    ).take_all()
+    return sorted(
+        (WrittenFile(r["path"], r["rows"], r["bytes"]) for r in records), key=lambda f: f.path
+    )
+
+
+def write_latents(batch: pa.Table, root: Location, row_group_rows: int) -> pa.Table:
+    """Ray map_batches fn: one latent file per batch (named by its ids: a retry overwrites)."""
+    name = file_name(batch.column(schema.ID), batch.num_rows)
+    f = write_file(root, name, batch, row_group_rows)
+    return pa.table({"path": [f.path], "rows": [f.rows], "bytes": [f.bytes]})
 
 
 def _file_metadata(loaded: LoadedModel, source: str) -> dict[bytes, bytes]:
@@ -265,12 +299,6 @@ def _file_metadata(loaded: LoadedModel, source: str) -> dict[bytes, bytes]:
         schema.META_SOURCE: source.encode(),
         schema.META_VERSION: vaepipe_version().encode(),
     }
-
-
-def _staged_files(staging: Path) -> list[dict[str, Any]]:
-    """Data files in the staging dir with their row counts (from the Parquet footers)."""
-    files = sorted(p for p in staging.iterdir() if p.suffix == ".parquet")
-    return [{"path": p.name, "rows": pq.read_metadata(p).num_rows} for p in files]
 
 
 def _manifest(

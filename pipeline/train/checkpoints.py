@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import torch
 
+from pipeline.data.filesystems import resolve
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,5 @@ def load_latest_state(
 
 def filesystem_for(storage_path: str) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it, for a local path or a URI."""
-    if "://" in storage_path:
-        return pafs.FileSystem.from_uri(storage_path)
-    return pafs.LocalFileSystem(), str(Path(storage_path).resolve())
+    where = resolve(storage_path)
+    return where.fs, where.path

@@ -186,7 +186,7 @@ def test_prepare_refuses_existing_non_empty_dir(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(UserError, match="not empty; pass --overwrite"):
+    with pytest.raises(UserError, match="not a vaepipe output"):
         prepare(DataConfig(source="digits"), out)
     assert (out / "keep.txt").read_text() == "precious" and len(list(tmp_path.iterdir())) == 1
 

@@ -15,6 +15,7 @@ from pipeline.data import schema
 from pipeline.data.batches import Preprocessor, iter_torch_batches
 from pipeline.data.ingest import open_source
 from pipeline.data.prepare import prepare
+from pipeline.data.staged_output import MANIFEST
 from pipeline.errors import UserError
 
 pytestmark = pytest.mark.ray
@@ -42,9 +43,12 @@ def test_prepare_shapes_and_read_back_same_layout_and_splits(tmp_path):
     out = tmp_path / "out"
     assert sum(result.rows.values()) == 2500
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging left behind
-    manifest = json.loads((out / "_vaepipe.json").read_text())
+    manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["layout"] == {"shape": [1, 20, 20], "dtype": "uint8"}
-    f = pq.ParquetFile(out / "train" / "part-00000.parquet")
+    first = manifest["files"][0]
+    assert first["split"] == "train" and first["path"].startswith("train/part-")
+    assert sum(f["rows"] for f in manifest["files"]) == 2500
+    f = pq.ParquetFile(out / first["path"])
     assert schema.x_layout(f.schema_arrow) == ((1, 20, 20), "uint8")
     assert {"shape", "scale", "orientation", "pos_x", "pos_y"} <= set(f.schema_arrow.names)
     back = open_source(DataConfig(source=str(out)))
@@ -62,13 +66,13 @@ def test_prepare_overwrite_replaces_and_failure_keeps_old(tmp_path):
     bad = write_parquet(float_table(vals), tmp_path / "in" / "nan.parquet")
     with pytest.raises(UserError, match="nan.parquet.*NaN or Inf"):
         prepare(DataConfig(source=str(bad)), out, overwrite=True)
-    assert json.loads((out / "_vaepipe.json").read_text())["source"] == "digits"  # untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+    assert json.loads((out / MANIFEST).read_text())["source"] == "digits"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no staging left
     good = write_parquet(
         float_table(np.ones((30, 2)), ids=list(range(30))), tmp_path / "in" / "ok.pq"
     )
     prepare(DataConfig(source=str(good)), out, overwrite=True)
-    assert json.loads((out / "_vaepipe.json").read_text())["layout"]["dtype"] == "float32"
+    assert json.loads((out / MANIFEST).read_text())["layout"]["dtype"] == "float32"
 
 
 def test_prepare_rejects_duplicate_ids_across_files(tmp_path):

@@ -40,6 +40,9 @@ class SourcePlan:
     layout: XLayout
     has_labels: bool
     description: str
+    rows: int | None = None
+    """Rows in the whole source by its own metadata (footers, headers), when known: what a
+    complete conversion or encoding must have written."""
 
 
 def rows_table(

@@ -22,9 +22,13 @@ import pyarrow.parquet as pq
 
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
+from pipeline.data.filesystems import Location, resolve
+from pipeline.data.object_store_output import ATTEMPT_PREFIX
+from pipeline.data.parquet_files import read_row_group
 from pipeline.data.schema import XLayout, decode_x, encode_x
 from pipeline.data.sources import PARQUET_SUFFIXES, SPLITS, SourcePlan
 from pipeline.data.sources.parquet_columns import detect_layout, pick_column
+from pipeline.data.staged_output import MANIFEST, read_manifest
 from pipeline.errors import UserError
 
 
@@ -57,12 +61,30 @@ class ParquetUnit:
 
 
 def _resolve(src: str) -> tuple[pafs.FileSystem, str]:
-    if "://" not in src:
-        return pafs.LocalFileSystem(), os.path.abspath(src)
-    try:
-        return pafs.FileSystem.from_uri(src)
-    except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        raise UserError(f"{src}: cannot open filesystem ({exc})") from None
+    where = resolve(src)
+    return where.fs, where.path
+
+
+def _committed(fs: pafs.FileSystem, root: str) -> dict[str, list[str]] | None:
+    """{split: files} listed by a vaepipe output's ``_SUCCESS`` manifest (only those count:
+    an object-store output may hold files of other, uncommitted attempts); None when ``root``
+    is not a vaepipe output. An output begun but never committed is refused."""
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return None
+    manifest = read_manifest(Location(fs, root, root))
+    if manifest is None:
+        children = fs.get_file_info(pafs.FileSelector(root))
+        if any(c.base_name.startswith(ATTEMPT_PREFIX) for c in children):
+            raise UserError(
+                f"{root}: an unfinished vaepipe output (no {MANIFEST}); rerun the command "
+                "that writes it"
+            )
+        return None
+    rows = manifest.get("rows")
+    listed: dict[str, list[str]] = {s: [] for s in rows} if isinstance(rows, dict) else {}
+    for f in manifest.get("files", []):
+        listed.setdefault(f.get("split") or "train", []).append(f"{root}/{f['path']}")
+    return listed
 
 
 def _list(fs: pafs.FileSystem, path: str) -> list[str]:
@@ -145,8 +167,10 @@ def _label_column(cfg: DataConfig, sch: pa.Schema, path: str) -> str | None:
 
 def plan(cfg: DataConfig) -> SourcePlan:
     fs, root = _resolve(cfg.source)
-    split_dirs = _split_dirs(fs, root) or {"train": root}
-    listed = {s: _list(fs, d) for s, d in split_dirs.items()}
+    listed = _committed(fs, root)
+    if listed is None:
+        split_dirs = _split_dirs(fs, root) or {"train": root}
+        listed = {s: _list(fs, d) for s, d in split_dirs.items()}
     all_paths = [p for ps in listed.values() for p in ps]
     with ThreadPoolExecutor(max_workers=min(16, len(all_paths))) as pool:
         infos = dict(zip(all_paths, pool.map(lambda p: _footer(fs, p), all_paths), strict=True))
@@ -183,6 +207,7 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=layout,
         has_labels=spec.label_column is not None,
         description=f"Parquet {cfg.source} ({len(files)} files, {total} rows)",
+        rows=total,
     )
 
 
@@ -230,11 +255,7 @@ def _x(unit: ParquetUnit, table: pa.Table) -> pa.Array:
 
 def read_unit(unit: ParquetUnit) -> pa.Table:
     spec = unit.spec
-    try:
-        with spec.fs.open_input_file(unit.path) as f:
-            table = pq.ParquetFile(f).read_row_group(unit.row_group)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{unit.path}: cannot read row group {unit.row_group} ({exc})") from None
+    table = read_row_group(spec.fs, unit.path, unit.row_group)  # page checksums verified
     cols = {schema.ID: _ids(unit, table), schema.X: _x(unit, table)}
     if spec.label_column is not None:
         cols[schema.LABEL] = table.column(spec.label_column).cast(pa.int64())
