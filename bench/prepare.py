@@ -9,7 +9,10 @@ checksums). ``prepare`` also verifies its output (files, rows, distinct ids) and
 plain loop does neither. Runs are interleaved (order alternating), the first round is warm-up
 and discarded, medians reported; Ray is started once, before timing.
 
-Usage: python bench/prepare.py [--rows 400000] [--rounds 3]
+``--two-node``: scaling instead, on a simulated cluster on loopback (``local_stack``: a head with
+1 CPU, then a second node with 1 CPU added): prepare rows/s on 2 nodes ÷ on 1 (``scaling``).
+
+Usage: python bench/prepare.py [--rows 400000] [--rounds 3] [--two-node]
 Last line: one JSON object (``ratio_vs_plain`` = prepare rows/s ÷ plain rows/s), also on failure.
 """
 
@@ -99,16 +102,64 @@ def run_prepare(src: Path, out: Path) -> int:
     return sum(result.rows.values())
 
 
+def timed_prepares(src: Path, work: Path, rounds: int, rows: int, tag: str) -> list[float]:
+    """Seconds of ``rounds`` prepares after one warm-up."""
+    times = []
+    for r in range(rounds + 1):
+        t0 = time.perf_counter()
+        assert run_prepare(src, work / f"{tag}-{r}") == rows
+        seconds = time.perf_counter() - t0
+        shutil.rmtree(work / f"{tag}-{r}", ignore_errors=True)
+        print(f"{tag} round {r}: {rows / seconds:,.0f} rows/s ({seconds:.2f}s)", flush=True)
+        times += [seconds] if r else []
+    return times
+
+
+def two_node(src: Path, rows: int, rounds: int) -> dict:
+    """Prepare on a loopback cluster of one 1-CPU node, then of two."""
+    import os
+
+    import ray
+
+    from pipeline.cluster import local_stack
+
+    root = Path(tempfile.mkdtemp(prefix="vp_bench_stack_"))
+    work = Path(tempfile.mkdtemp(prefix="vp_bench_prepare_"))
+    state = local_stack.start(root, num_cpus=1)
+    try:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = state.token_path
+        os.environ["RAY_AUTH_MODE"] = "token"
+        ray.init(address=state.ray_address, log_to_driver=False)
+        one = statistics.median(timed_prepares(src, work, rounds, rows, "1 node"))
+        local_stack.add_node(root, num_cpus=1)
+        two = statistics.median(timed_prepares(src, work, rounds, rows, "2 nodes"))
+    finally:
+        ray.shutdown()
+        local_stack.stop(root)
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "rows": rows,
+        "one_node_rows_per_s": round(rows / one),
+        "two_node_rows_per_s": round(rows / two),
+        "scaling": round(one / two, 3),
+        "rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=REPO / ".vaepipe" / "bench")
+    parser.add_argument("--two-node", action="store_true", help="measure 1 → 2 node scaling")
     args = parser.parse_args()
 
     from pipeline.cluster.ray_session import ensure_ray
 
     src = make_source(args.cache, args.rows)
+    if args.two_node:
+        print(json.dumps(two_node(src, args.rows, args.rounds)))
+        return
     ensure_ray()
     carve = Carve(0.1, 0.1, 0)
     work = Path(tempfile.mkdtemp(prefix="vp_bench_prepare_"))

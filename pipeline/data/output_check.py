@@ -64,6 +64,10 @@ def _check_listing(staging: Location, files: list[WrittenFile], what: str) -> No
         for i in listed
         if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
     }
+    paths = [f.path for f in files]
+    if len(set(paths)) != len(paths):
+        twice = next(p for p in paths if paths.count(p) > 1)
+        raise UserError(f"{what}: {twice} was written twice; nothing committed")
     for f in files:
         if f.path not in present:
             raise UserError(f"{what}: written file {f.path} is missing; nothing committed")
@@ -115,7 +119,8 @@ def _scan_ids(staging: Location, paths: list[str]) -> tuple[list[int], int, int 
 
     if not paths:
         return [], 0, None
-    buckets = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else 1
+    buckets = max(1, int(cpus))
     groups = [paths[i : i + FILES_PER_MAP_TASK] for i in range(0, len(paths), FILES_PER_MAP_TASK)]
     map_task = ray.remote(_map_ids).options(num_returns=buckets + 1)
     reduce_task = ray.remote(_reduce_ids)

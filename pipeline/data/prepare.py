@@ -72,9 +72,11 @@ class ShardSpec:
         fields = [f.with_nullable(f.name != schema.ID) for f in table.schema]
         return table.cast(pa.schema(fields, metadata=meta))
 
-    def write(self, split: str, table: pa.Table) -> WrittenFile:
-        name = f"{split}/{file_name(table.column(schema.ID), table.num_rows)}"
-        return write_file(self.staging, name, self.target(table), self.row_group_rows, split)
+    def write(self, split: str, table: pa.Table, name: str | None = None) -> WrittenFile:
+        """``split/name`` (default: named by the rows' ids), in row groups of ~8 MiB."""
+        name = name or file_name(table.column(schema.ID), table.num_rows)
+        target = self.target(table)
+        return write_file(self.staging, f"{split}/{name}", target, self.row_group_rows, split)
 
 
 def _records(files: list[WrittenFile]) -> pa.Table:
@@ -91,7 +93,10 @@ def write_units(
 ) -> pa.Table:
     """Ray map_batches fn: read these units (indices in ``id``), write one file per split."""
     per_split: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
-    for i in batch.column("id").to_pylist():
+    indices = batch.column("id").to_pylist()
+    # Named by the task's first unit: unique among tasks, the same for a retry of this task.
+    name = f"part-{indices[0]:06d}.parquet" if indices else None
+    for i in indices:
         split, unit = units[i]
         table = read(unit)
         if split == "train" and carve is not None:
@@ -104,7 +109,7 @@ def write_units(
     for split, tables in per_split.items():
         table = pa.concat_tables(tables) if tables else None
         if table is not None and table.num_rows:
-            written.append(spec.write(split, table.combine_chunks()))
+            written.append(spec.write(split, table.combine_chunks(), name))
     return _records(written)
 
 
@@ -139,7 +144,9 @@ def _write_all(plan: SourcePlan, cfg: DataConfig, spec: ShardSpec) -> list[Writt
         records = [r for ds in parts for r in ds.take_all()]
     else:
         units = [(split, u) for split, us in plan.units.items() for u in us]
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        if not units:
+            return []
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
         per_task = max(1, min(MAX_UNITS_PER_TASK, -(-len(units) // cpus)))
         ds = ray.data.range(len(units), override_num_blocks=-(-len(units) // per_task))
         ds = ds.map_batches(

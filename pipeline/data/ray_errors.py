@@ -29,7 +29,17 @@ def find_user_error(exc: BaseException) -> str | None:
         if isinstance(e, UserError) and not type(e).__module__.startswith("ray"):
             found = (str(e).splitlines() or [""])[0]
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
-    return found
+    return found or _named_in_traceback(exc)
+
+
+def _named_in_traceback(exc: BaseException) -> str | None:
+    """The ``UserError`` line of a remote traceback that Ray passed on as text only (Ray Data's
+    ``UserCodeException`` loses the original exception object on its way to the driver)."""
+    marker = f"{UserError.__module__}.{UserError.__qualname__}: "
+    for line in str(exc).splitlines():
+        if line.startswith(marker):
+            return line[len(marker) :]
+    return None
 
 
 @contextlib.contextmanager
