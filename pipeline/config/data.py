@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.errors import ConfigError
+
 BINARIZE_MODES = ("none", "static", "dynamic")
 BUILTIN_SOURCES = ("digits", "shapes", "mnist")
 
@@ -42,35 +44,35 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
-            raise ValueError(f"data.source must be a non-empty string, got {self.source!r}")
+            raise ConfigError(f"data.source must be a non-empty string, got {self.source!r}")
         if self.column is not None and not self.column:
-            raise ValueError("data.column must be a column name or null, got ''")
+            raise ConfigError("data.column must be a column name or null, got ''")
         for name in ("id_column", "label_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"data.{name} must be a non-empty string")
+                raise ConfigError(f"data.{name} must be a non-empty string")
         if self.image_size is not None:
             size = tuple(self.image_size)
             if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-                raise ValueError(f"data.image_size must be [H, W] of positive ints, got {size}")
+                raise ConfigError(f"data.image_size must be [H, W] of positive ints, got {size}")
             object.__setattr__(self, "image_size", size)
         if self.binarize not in BINARIZE_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"data.binarize must be one of {BINARIZE_MODES}, got {self.binarize!r}"
             )
         if self.standardize and self.binarize != "none":
-            raise ValueError("data.standardize cannot be combined with data.binarize")
+            raise ConfigError("data.standardize cannot be combined with data.binarize")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"data.{name} must be in [0, 1), got {value}")
+                raise ConfigError(f"data.{name} must be in [0, 1), got {value}")
         if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("data.val_fraction + data.test_fraction must be < 1")
+            raise ConfigError("data.val_fraction + data.test_fraction must be < 1")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit <= 0):
-            raise ValueError(f"data.limit must be a positive int or null, got {self.limit!r}")
+            raise ConfigError(f"data.limit must be a positive int or null, got {self.limit!r}")
         if not isinstance(self.shapes_rows, int) or self.shapes_rows <= 0:
-            raise ValueError(f"data.shapes_rows must be a positive int, got {self.shapes_rows!r}")
+            raise ConfigError(f"data.shapes_rows must be a positive int, got {self.shapes_rows!r}")
         if not isinstance(self.shapes_resolution, int) or not 8 <= self.shapes_resolution <= 1024:
-            raise ValueError(
+            raise ConfigError(
                 "data.shapes_resolution must be an int in [8, 1024], "
                 f"got {self.shapes_resolution!r}"
             )
@@ -81,7 +83,7 @@ class DataConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"data: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"data: unknown key(s) {unknown}; known: {sorted(known)}")
         d = dict(d)
         if d.get("image_size") is not None:
             d["image_size"] = tuple(d["image_size"])

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.data import DataConfig
-from pipeline.errors import UserError
+from pipeline.errors import ConfigError, UserError
 from vae_core.config import ModelConfig, ObjectiveConfig, OptimConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "jobs" / "configs"
@@ -27,7 +27,7 @@ def _check_keys(cls: type, d: dict[str, Any], section: str) -> None:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in d:
         if key not in names:
-            raise ValueError(f"unknown key {section}.{key!s} (known: {', '.join(sorted(names))})")
+            raise ConfigError(f"unknown key {section}.{key!s} (known: {', '.join(sorted(names))})")
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,22 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"train.early_stopping_patience must be >= 1 or null, "
                 f"got {self.early_stopping_patience}"
             )
         if self.nll_samples < 0:
-            raise ValueError(f"train.nll_samples must be >= 0, got {self.nll_samples}")
+            raise ConfigError(f"train.nll_samples must be >= 0, got {self.nll_samples}")
         if self.nll_examples is not None and self.nll_examples < 1:
-            raise ValueError(f"train.nll_examples must be >= 1 or null, got {self.nll_examples}")
+            raise ConfigError(f"train.nll_examples must be >= 1 or null, got {self.nll_examples}")
         if self.max_failures < -1:
-            raise ValueError(f"train.max_failures must be >= -1, got {self.max_failures}")
+            raise ConfigError(f"train.max_failures must be >= -1, got {self.max_failures}")
         if self.shuffle_buffer < 0:
-            raise ValueError(f"train.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
+            raise ConfigError(f"train.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,13 @@ class ScalingSettings:
 
     def __post_init__(self) -> None:
         if self.workers < 0:
-            raise ValueError(f"scaling.workers must be >= 0, got {self.workers}")
+            raise ConfigError(f"scaling.workers must be >= 0, got {self.workers}")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"scaling.cpus_per_worker must be > 0 or null, got {self.cpus_per_worker}"
             )
         if self.precision not in PRECISIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"scaling.precision must be one of {PRECISIONS}, got {self.precision!r}"
             )
 
@@ -111,10 +111,10 @@ class TrackingSettings:
     def __post_init__(self) -> None:
         for name in ("experiment", "model_name"):
             if not getattr(self, name):
-                raise ValueError(f"tracking.{name} must not be empty")
+                raise ConfigError(f"tracking.{name} must not be empty")
         name = self.run_name
         if name is not None and (not isinstance(name, str) or "/" in name or not name.strip()):
-            raise ValueError(
+            raise ConfigError(
                 f"tracking.run_name must be a non-empty name without '/', got {self.run_name!r}"
             )
 
@@ -126,7 +126,7 @@ def _plain_from_dict(cls: type, d: dict[str, Any], section: str) -> Any:
 
 def _section_from_dict(cls: type, d: dict[str, Any] | None, section: str) -> Any:
     if d is not None and not isinstance(d, dict):
-        raise ValueError(f"section {section} must be a mapping, got {d!r}")
+        raise ConfigError(f"section {section} must be a mapping, got {d!r}")
     d = dict(d or {})
     try:
         if hasattr(cls, "from_dict"):
@@ -135,7 +135,7 @@ def _section_from_dict(cls: type, d: dict[str, Any] | None, section: str) -> Any
     except (TypeError, ValueError) as exc:
         msg = str(exc)
         # Name the YAML section, so "unknown key(s) ['x']" says where the key was.
-        raise ValueError(msg if f"{section}." in msg else f"{section}: {msg}") from None
+        raise ConfigError(msg if f"{section}." in msg else f"{section}: {msg}") from None
 
 
 def _section_to_dict(obj: Any) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class TrainJobConfig:
         sections = {f.name: f for f in dataclasses.fields(cls)}
         for key in d:
             if key not in sections:
-                raise ValueError(f"unknown section {key!r} (known: {', '.join(sections)})")
+                raise ConfigError(f"unknown section {key!r} (known: {', '.join(sections)})")
         types = _SECTION_TYPES
         return cls(**{name: _section_from_dict(types[name], d.get(name), name) for name in types})
 
@@ -202,14 +202,21 @@ def apply_override(d: dict[str, Any], override: str) -> None:
     key, sep, raw = override.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(parts):
-        raise ValueError(f"override {override!r} must look like section.key=value")
+        raise ConfigError(f"override {override!r} must look like section.key=value")
     node = d
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ValueError(f"override {override!r}: {part} is not a section")
+            raise ConfigError(f"override {override!r}: {part} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: not a YAML value: {_one_line(exc)}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def load_job_config(path_or_shipped_name: str | None, overrides: list[str]) -> TrainJobConfig:
@@ -217,9 +224,12 @@ def load_job_config(path_or_shipped_name: str | None, overrides: list[str]) -> T
     raw: dict[str, Any] = {}
     if path_or_shipped_name:
         path = resolve_config_path(path_or_shipped_name)
-        loaded = yaml.safe_load(path.read_text())
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {_one_line(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"config {path} must be a YAML mapping of sections")
+            raise ConfigError(f"config {path} must be a YAML mapping of sections")
         raw = loaded or {}
     for override in overrides:
         apply_override(raw, override)
