@@ -9,7 +9,12 @@ set-up until its first batch (the loop's own ``first_step_at``). Phases are medi
 repeats; ``unaccounted`` is what falls between them (argument parsing, config loading, Ray
 Train's controller). The last line is one JSON object with ``seconds_to_first_step``.
 
-    python bench/startup.py [--repeats 2] [-- TRAIN ARGS]   (default: --config digits --epochs 1)
+``--baseline DIR`` (another checkout, e.g. main before a change) runs the same command from
+that code too, the two taking turns (ABBA) so both see the same machine; its figures are given
+under ``baseline``.
+
+    python bench/startup.py [--repeats 2] [--baseline DIR] [-- TRAIN ARGS]
+    (default TRAIN ARGS: --config digits --epochs 1)
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from common import median, parser, run  # noqa: E402
+from common import abba, median, parser, run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TRAIN_ARGS = ["--config", "digits", "--epochs", "1"]
@@ -138,13 +143,13 @@ def child(out: str, train_args: list[str]) -> None:
 # ---- the parent: repeats, phases, medians ------------------------------------------------------
 
 
-def one_repeat(train_args: list[str]) -> dict[str, float]:
+def one_repeat(train_args: list[str], repo: Path = REPO) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="vp_bench_startup_"))
     out = work / "events.json"
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)  # the default: ./mlflow.db, fresh, in `work`
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = str(repo)  # the code under test; this file's helpers travel by path
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(out), "--", *train_args]
     t_cmd = time.time()
     proc = subprocess.run(
@@ -186,6 +191,7 @@ def phases(t_cmd: float, ev: dict) -> dict[str, float]:
 def main() -> dict:
     p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--baseline", metavar="DIR", help="another checkout to time the same way")
     p.add_argument("--child", metavar="OUT", help=argparse_hidden())
     p.add_argument("train_args", nargs="*", help="after --: arguments of `vaepipe train`")
     args = p.parse_args()
@@ -195,21 +201,34 @@ def main() -> dict:
         return {"child": "done"}
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    runs = []
+    repos = {"this": REPO}
+    if args.baseline:
+        repos["baseline"] = Path(args.baseline).resolve()
+        if not (repos["baseline"] / "pipeline").is_dir():
+            raise ValueError(f"--baseline {args.baseline} is not a vaepipe checkout")
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in repos}
     for r in range(args.repeats):
-        runs.append(one_repeat(train_args))
-        print(f"repeat {r}: {runs[-1]['seconds_to_first_step']:.1f}s to the first step", flush=True)
-    keys = list(runs[0])
-    med = {k: median([r[k] for r in runs]) for k in keys}
+        for name in abba(list(repos), r):
+            runs[name].append(one_repeat(train_args, repos[name]))
+            first = runs[name][-1]["seconds_to_first_step"]
+            print(f"repeat {r} {name}: {first:.1f}s to the first step", flush=True)
+    figures = summary(runs["this"])
+    if args.baseline:
+        figures["baseline"] = summary(runs["baseline"]) | {"repo": str(repos["baseline"])}
+    return figures | {"train_args": train_args, "cpus": os.cpu_count()}
+
+
+def summary(runs: list[dict[str, float]]) -> dict:
+    """Medians over repeats, printed as a table; each repeat's time to the first step."""
+    keys = list(dict.fromkeys(k for r in runs for k in r))
+    med = {k: median([r.get(k, 0.0) for r in runs]) for k in keys}
     for k in keys:
-        print(f"  {k:28s} {med[k]:6.2f}s   ({', '.join(f'{r[k]:.2f}' for r in runs)})")
+        print(f"  {k:28s} {med[k]:6.2f}s   ({', '.join(f'{r.get(k, 0.0):.2f}' for r in runs)})")
     return {
         "seconds_to_first_step": med.pop("seconds_to_first_step"),
         "seconds_total": med.pop("seconds_total"),
         "phases": med,
         "repeats": [round(r["seconds_to_first_step"], 2) for r in runs],
-        "train_args": train_args,
-        "cpus": os.cpu_count(),
     }
 
 
