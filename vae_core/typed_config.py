@@ -16,7 +16,8 @@ against its annotation, strictly: an ``int`` refuses ``2.5``, ``"3"`` and ``true
 refuses ``"false"`` and ``1``; a ``float`` takes an int (stored as a float) but not NaN or Inf.
 Understood types: ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``X | None``,
 ``tuple[T, ...]`` / ``tuple[T, T]`` / ``list[T]`` (YAML lists, stored as the annotated
-container) and a nested ``TypedConfig`` (given as a mapping). Ranges bound a number or each
+container; prefer tuples, which keep a frozen config hashable) and a nested ``TypedConfig``
+(given as a mapping). Ranges bound a number or each
 number of a list; ``min_len`` bounds a list's length or a string's non-blank length.
 Rules that tie two fields together go in ``check(self)`` and report with ``self.fail``.
 
@@ -57,6 +58,9 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.key = key
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Ray ships errors between processes)
+        return (ConfigError, (str(self), self.key))
+
 
 class FieldError(ConfigError):
     """A bad value of one field, raised by its section (``owner``) under ``label``."""
@@ -65,6 +69,9 @@ class FieldError(ConfigError):
         self.owner, self.label, self.field, self.value, self.why = owner, label, field, value, why
         key = f"{label}.{field}" if label else field
         super().__init__(f"{key}={_show(value)}: {why}", key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FieldError, (self.owner, self.label, self.field, self.value, self.why))
 
     def relabeled(self, label: str) -> FieldError:
         return FieldError(self.owner, label, self.field, self.value, self.why)

@@ -100,12 +100,19 @@ class TrainJobConfig(TypedConfig):
     """The whole job: one field per YAML section; a missing section takes its defaults."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    """Which dataset to read and how to turn it into batches."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The VAE's architecture and likelihood (input_shape is filled from the data)."""
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """β-ELBO with warm-up and free bits, or the IWAE bound."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """Adam/AdamW, learning-rate schedule, gradient clipping."""
     train: TrainSettings = field(default_factory=TrainSettings)
+    """Epochs, batch size, early stopping, the final IS-NLL, fault tolerance."""
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    """Workers, GPUs, CPUs per worker, precision."""
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    """MLflow experiment, registered model name, run name, checkpoint storage."""
 
     def to_yaml(self) -> str:
         """The resolved config as YAML that ``load_job_config`` reads back to an equal config."""

@@ -152,12 +152,21 @@ def test_check_job_key_uses_the_config_rules():
 
 
 def test_every_field_of_every_section_has_a_docstring():
-    for section in dataclasses.fields(TrainJobConfig):
-        cls = type(getattr(TrainJobConfig(), section.name))
+    job = TrainJobConfig()
+    for cls in [TrainJobConfig, *(type(getattr(job, f.name)) for f in dataclasses.fields(job))]:
         source = inspect.getsource(cls)
         for f in dataclasses.fields(cls):
             after = source.split(f"    {f.name}:", 1)[1].splitlines()[1].strip()
-            assert after.startswith('"""'), f"{section.name}.{f.name} has no docstring"
+            assert after.startswith('"""'), f"{cls.__name__}.{f.name} has no docstring"
+
+
+def test_config_errors_survive_pickling():  # Ray ships a worker's errors back to the driver
+    import pickle
+
+    with pytest.raises(ConfigError) as err:
+        load_job_config("digits", ["train.epochs=2.5"])
+    again = pickle.loads(pickle.dumps(err.value))
+    assert str(again) == str(err.value) and again.key == "train.epochs"
 
 
 def test_print_config_round_trips_through_the_loader(tmp_path, capsys):
