@@ -157,27 +157,30 @@ def check_key(root: type[TypedConfig], key: str, value: Any) -> Any:
     parts = key.split(".")
     if not all(parts):
         raise ConfigError(f"{key!r} is not a dotted config key such as train.epochs", key)
-    section: type[TypedConfig] = root
-    for depth, part in enumerate(parts):
-        label = ".".join(parts[:depth])
-        fields = {f.name: f for f in dataclasses.fields(section)}  # type: ignore[arg-type]
-        if part not in fields:
-            raise _unknown_key(label, part, list(fields))
-        hint = _hints(section)[part]
-        nested = _section_type(hint)
-        if depth == len(parts) - 1:
-            if nested is not None and isinstance(value, Mapping):
-                return nested.from_dict(value, key)
-            checked, why = _check_value(hint, fields[part].metadata, value)
-            if why is not None:
-                raise FieldError(section, label, part, value, why)
-            return checked
+    *path, leaf = parts
+    section = root
+    for depth, part in enumerate(path):
+        nested = _section_type(_field_of(section, ".".join(path[:depth]), part)[0])
         if nested is None:
-            raise ConfigError(
-                f"{_join(label, part)} is a key, not a section: {key} is unknown", key
-            )
+            raise ConfigError(f"{'.'.join(path[: depth + 1])} is a key, not a section", key)
         section = nested
-    raise AssertionError("unreachable")
+    label = ".".join(path)
+    hint, meta = _field_of(section, label, leaf)
+    nested = _section_type(hint)
+    if nested is not None and isinstance(value, Mapping):
+        return nested.from_dict(value, key)
+    checked, why = _check_value(hint, meta, value)
+    if why is not None:
+        raise FieldError(section, label, leaf, value, why)
+    return checked
+
+
+def _field_of(section: type[TypedConfig], label: str, name: str) -> tuple[Any, Mapping[str, Any]]:
+    """(type, bounds) of one field of ``section``; an unknown name suggests the closest one."""
+    fields = {f.name: f for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+    if name not in fields:
+        raise _unknown_key(label, name, list(fields))
+    return _hints(section)[name], fields[name].metadata
 
 
 # --- checking one value against a type ---------------------------------------------------------
