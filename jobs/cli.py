@@ -3,7 +3,7 @@
 Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
 imported lazily so ``vaepipe --help`` does not pay for importing Ray, MLflow or torch.
 
-Exit codes: 0 done; 2 bad input (a ``UserError``, config errors included: one line
+Exit codes: 0 done; 2 bad input (a ``UserError`` or a ``ConfigError``: one line
 ``vaepipe: error: ...``, the whole of stderr); 1 anything else (a bug or a library failure: the
 full traceback, then a one-line summary, on stderr — not a file, so that ``vaepipe submit`` jobs
 and CI logs carry it too); 130 Ctrl-C. Library logs (Ray, MLflow) stay quiet unless ``-v``.
@@ -88,10 +88,11 @@ def configure_logging(verbose: bool) -> None:
 def run_command(module, args: argparse.Namespace) -> int:
     """Run one subcommand and map how it ends to an exit code (see the module docstring)."""
     from pipeline.errors import UserError
+    from vae_core.typed_config import ConfigError
 
     try:
         return int(module.run(args) or 0)
-    except UserError as exc:
+    except (UserError, ConfigError) as exc:
         print(f"vaepipe: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
