@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ from pipeline.data.filesystems import Location
 from pipeline.errors import UserError
 
 WRITE_OPTIONS: dict[str, Any] = {"compression": "snappy", "write_page_checksum": True}
+
+Progress = Callable[[int, int | None], None]  # (rows done, rows in all or None)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,20 @@ class WrittenFile:
     def to_dict(self) -> dict[str, Any]:
         out = {"path": self.path, "rows": self.rows, "bytes": self.bytes}
         return out | ({"split": self.split} if self.split is not None else {})
+
+
+def collect(
+    records: Iterable[dict[str, Any]], total: int | None, progress: Progress | None
+) -> list[WrittenFile]:
+    """Write tasks' file records (streamed as files finish) → sorted ``WrittenFile``s,
+    calling ``progress(rows done, total)`` after each."""
+    files, done = [], 0
+    for r in records:
+        files.append(WrittenFile(r["path"], r["rows"], r["bytes"], r.get("split")))
+        done += r["rows"]
+        if progress is not None:
+            progress(done, total)
+    return sorted(files, key=lambda f: f.path)
 
 
 def file_name(ids: pa.Array | pa.ChunkedArray, rows: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from pipeline.data import schema
 from pipeline.data.filesystems import Location, check_shared, is_uri, resolve
 from pipeline.data.ingest import SPLIT_CODES, Carve, split_dataset
 from pipeline.data.output_check import verify_staged
-from pipeline.data.parquet_files import WrittenFile, file_name, write_file
+from pipeline.data.parquet_files import Progress, WrittenFile, collect, file_name, write_file
 from pipeline.data.ray_errors import user_errors
 from pipeline.data.schema import XLayout
 from pipeline.data.sources import BUILTINS, SPLITS, SourcePlan, plan_source
@@ -35,6 +35,7 @@ from pipeline.data.staged_output import open_output
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
+
 
 ROW_GROUP_BYTES = 8 << 20
 MAX_UNITS_PER_TASK = 8
@@ -126,8 +127,9 @@ def _carve(plan: SourcePlan, cfg: DataConfig) -> Carve | None:
     return Carve(val, cfg.test_fraction if "test" in carved else 0.0, cfg.seed)
 
 
-def _write_all(plan: SourcePlan, cfg: DataConfig, spec: ShardSpec) -> list[WrittenFile]:
-    """Every row of the source, once, into the staging location (Ray Data tasks)."""
+def _write_all(plan: SourcePlan, cfg: DataConfig, spec: ShardSpec) -> Iterable[dict[str, Any]]:
+    """Every row of the source, once, into the staging location (Ray Data tasks); a record
+    per file written, streamed as the files finish."""
     import ray
     import ray.data
 
@@ -141,22 +143,20 @@ def _write_all(plan: SourcePlan, cfg: DataConfig, spec: ShardSpec) -> list[Writt
             )
             for split in SPLITS
         ]
-        records = [r for ds in parts for r in ds.take_all()]
-    else:
-        units = [(split, u) for split, us in plan.units.items() for u in us]
-        if not units:
-            return []
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
-        per_task = max(1, min(MAX_UNITS_PER_TASK, -(-len(units) // cpus)))
-        ds = ray.data.range(len(units), override_num_blocks=-(-len(units) // per_task))
-        ds = ds.map_batches(
-            write_units,
-            batch_format="pyarrow",
-            batch_size=None,
-            fn_kwargs={"units": units, "read": plan.read, "carve": _carve(plan, cfg), "spec": spec},
-        )
-        records = ds.take_all()
-    return [WrittenFile(r["path"], r["rows"], r["bytes"], r["split"]) for r in records]
+        return (r for ds in parts for r in ds.iter_rows())
+    units = [(split, u) for split, us in plan.units.items() for u in us]
+    if not units:
+        return iter(())
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
+    per_task = max(1, min(MAX_UNITS_PER_TASK, -(-len(units) // cpus)))
+    ds = ray.data.range(len(units), override_num_blocks=-(-len(units) // per_task))
+    ds = ds.map_batches(
+        write_units,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_kwargs={"units": units, "read": plan.read, "carve": _carve(plan, cfg), "spec": spec},
+    )
+    return ds.iter_rows()
 
 
 def _check_input_shared(source: str) -> None:
@@ -170,11 +170,13 @@ def prepare(
     out: str,
     overwrite: bool = False,
     connect: Callable[[], None] | None = None,
+    progress: Progress | None = None,
 ) -> PrepareResult:
     """Convert ``cfg.source`` to sharded Parquet at ``out``; all or nothing, verified.
 
     ``connect`` starts or joins Ray (default: Ray's own auto-init); it is called only once
-    the output and the source have passed the driver-side checks.
+    the output and the source have passed the driver-side checks. ``progress(rows_done,
+    rows_total)`` is called as shard files are finished (total None when unknown).
     """
     start = time.perf_counter()
     staged = open_output(out)
@@ -188,13 +190,15 @@ def prepare(
         if connect is not None:
             connect()
         _check_input_shared(cfg.source)
-        files, manifest = _stage(staged, plan, cfg)
+        files, manifest = _stage(staged, plan, cfg, progress)
     result = PrepareResult(str(staged.out), manifest["rows"], [f.path for f in files], plan.layout)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _stage(staged: Any, plan: SourcePlan, cfg: DataConfig) -> tuple[list[WrittenFile], dict]:
+def _stage(
+    staged: Any, plan: SourcePlan, cfg: DataConfig, progress: Progress | None
+) -> tuple[list[WrittenFile], dict]:
     """Write, verify and commit; on any failure nothing is committed and staging is removed."""
     staging = staged.begin()
     try:
@@ -202,8 +206,8 @@ def _stage(staged: Any, plan: SourcePlan, cfg: DataConfig) -> tuple[list[Written
         row_bytes = plan.layout.nbytes + 16
         spec = ShardSpec(staging, plan.layout, cfg.source, max(1, ROW_GROUP_BYTES // row_bytes))
         with user_errors():
-            files = sorted(_write_all(plan, cfg, spec), key=lambda f: f.path)
             expected = plan.rows if cfg.limit is None else None
+            files = collect(_write_all(plan, cfg, spec), expected, progress)
             verify_staged(staging, files, expected, cfg.source)
         rows = {s: sum(f.rows for f in files if f.split == s) for s in SPLITS}
         if rows["train"] == 0:

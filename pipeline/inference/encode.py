@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.filesystems import Location, check_shared, is_uri
 from pipeline.data.output_check import verify_staged
-from pipeline.data.parquet_files import WrittenFile, file_name, write_file
+from pipeline.data.parquet_files import Progress, collect, file_name, write_file
 from pipeline.data.ray_errors import user_errors
 from pipeline.data.staged_output import open_output
 from pipeline.errors import UserError
@@ -40,6 +41,7 @@ from pipeline.inference.latent_encoder import (
 from pipeline.tracking.registry import LoadedModel, load_vae, vaepipe_version
 
 log = logging.getLogger(__name__)
+
 
 DEFAULT_BATCH_SIZE = 2048
 MANIFEST_FORMAT = 1
@@ -65,8 +67,13 @@ def encode_dataset(
     with_z: bool = False,
     overwrite: bool = False,
     threads: int | None = None,
+    progress: Progress | None = None,
 ) -> EncodeResult:
-    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``."""
+    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``.
+
+    ``progress(rows_done, rows_total)`` is called as latent files are finished (rows in them;
+    the total is None unless the source knows it).
+    """
     start = time.perf_counter()
     cfg = _data_config(data)
     staged = open_output(out)
@@ -83,7 +90,7 @@ def encode_dataset(
         src = _open(cfg)
         _check_shapes(loaded, src.layout, cfg.source)
         plan = _plan(threads)
-        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z)
+        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z, progress)
     seconds = time.perf_counter() - start
     log.info("encoded %d rows into %s in %.1fs", manifest["rows"], staged.out, seconds)
     return EncodeResult(
@@ -104,6 +111,7 @@ def _write_and_commit(
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the Ray job into a fresh staging dir and commit it; clean up on any failure."""
     staging = staged.begin()
@@ -111,13 +119,16 @@ def _write_and_commit(
         check_shared(staging, "output")
         with user_errors():
             meta = _file_metadata(loaded, src.source)
-            files = _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
+            records = _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
+            files = collect(records, src.expected_rows(), progress)
             verify_staged(staging, files, src.expected_rows(), src.source)
         committed = [
             {"path": staged.relative(f.path), "rows": f.rows, "bytes": f.bytes} for f in files
         ]
         manifest = _manifest(committed, loaded, src.source, with_z)
         staged.commit(manifest)
+        if progress is not None:
+            progress(manifest["rows"], manifest["rows"])
     except BaseException:
         staged.abort()
         raise
@@ -253,8 +264,8 @@ def _run(
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
-) -> list[WrittenFile]:
-    """Encode every row and write the latent files; one record per file written."""
+) -> Iterable[dict[str, Any]]:
+    """Encode every row and write the latent files; a record per file, as each is finished."""
     from ray.data import ActorPoolStrategy
 
     payload = ModelPayload.from_vae(loaded.vae, loaded.preprocessor, meta)
@@ -279,10 +290,8 @@ def _run(
         batch_size=per_file,
         batch_format="pyarrow",
         fn_kwargs={"root": staging, "row_group_rows": batch_size},
-    ).take_all()
-    return sorted(
-        (WrittenFile(r["path"], r["rows"], r["bytes"]) for r in records), key=lambda f: f.path
     )
+    return records.iter_rows()
 
 
 def write_latents(batch: pa.Table, root: Location, row_group_rows: int) -> pa.Table:
