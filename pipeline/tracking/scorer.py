@@ -39,6 +39,15 @@ class Scores:
     logvar: np.ndarray  # (B, L) float32
     score: np.ndarray  # (B,) float32, nats; higher = more anomalous
 
+    def split(self, sizes: list[int]) -> list[Scores]:
+        """Cut a batch's answers back into its requests' (``sizes`` rows each, in order)."""
+        out, start = [], 0
+        for n in sizes:
+            end = start + n
+            out.append(Scores(self.mu[start:end], self.logvar[start:end], self.score[start:end]))
+            start = end
+        return out
+
     def is_anomaly(self, threshold: float | None) -> np.ndarray:
         """(B,) bool; no threshold (none stored, none asked) flags nothing."""
         if threshold is None:
