@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from pipeline.inference.latent_encoder import ModelPayload, plan_encoding
 from pipeline.inference.row_scorer import FIGURES, RowScorer
 from pipeline.tracking.registry import LoadedModel, load_vae
 from vae_core import metrics
+
+Progress = Callable[[int, int | None], None]  # (rows done, rows in all or None)
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +90,15 @@ def evaluate_model(
     limit: int | None = None,
     seed: int = 0,
     log_to_mlflow: bool = True,
+    progress: Progress | None = None,
 ) -> EvalResult:
     """Metrics of ``model_uri`` on ``split`` of ``data``; logged on the model's MLflow run.
 
     Anomaly figures (AUROC, AUPRC, a ROC image) are computed for ``normal_labels`` vs the rest
     — by default the labels a filtered model was trained on — or ``anomaly_class`` vs the rest.
     ``disentanglement`` scores the latent means against the data's factor columns.
+    ``progress(rows_done, rows_total)`` is called after every scored batch (the total costs a
+    counting pass, small beside the importance sampling, so it is taken only with ``progress``).
     """
     if iw_samples < 1:
         raise UserError(f"--iw-samples must be >= 1, got {iw_samples}")
@@ -101,7 +107,7 @@ def evaluate_model(
     ds, labelled = _split(cfg, split, loaded)
     anomalies = _anomaly_rule(loaded, normal_labels, anomaly_class, labelled, data)
     keep = _factor_columns(ds, data) if disentanglement else ()
-    totals = _accumulate(loaded, ds, batch_size, iw_samples, seed, keep)
+    totals = _accumulate(loaded, ds, batch_size, iw_samples, seed, keep, progress)
     if totals.rows == 0:
         raise UserError(f"split {split!r} of {data} has no rows")
     result = EvalResult(loaded.describe(), data, split, totals.rows, iw_samples, _metrics(totals))
@@ -144,7 +150,13 @@ def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
 
 
 def _accumulate(
-    loaded: LoadedModel, ds: Any, batch_size: int, k: int, seed: int, keep: tuple[str, ...] = ()
+    loaded: LoadedModel,
+    ds: Any,
+    batch_size: int,
+    k: int,
+    seed: int,
+    keep: tuple[str, ...] = (),
+    progress: Progress | None = None,
 ) -> _Totals:
     """Score every row on a pool of Ray actors, streaming; sum on the driver."""
     import ray
@@ -170,8 +182,11 @@ def _accumulate(
     )
     totals = _Totals()
     with user_errors():
+        total = ds.count() if progress is not None else None
         for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
             totals.add(table, keep)
+            if progress is not None:
+                progress(totals.rows, total)
     return totals
 
 
