@@ -24,6 +24,7 @@ import torch
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
+from pipeline.data.label_filter import without_label_filter
 from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
 from pipeline.inference import anomaly
@@ -126,7 +127,7 @@ def _data_config(loaded: LoadedModel, data: str, limit: int | None) -> DataConfi
     """The training DataConfig when ``data`` is the training source; defaults otherwise."""
     stored = loaded.data_config
     if stored and stored.get("source") == data:
-        cfg = DataConfig.from_dict(stored)
+        cfg = without_label_filter(DataConfig.from_dict(stored))
     else:
         cfg = DataConfig(source=data)
     return dataclasses.replace(cfg, limit=limit) if limit is not None else cfg
