@@ -107,6 +107,7 @@ def test_disentanglement_on_shapes_factor_columns(ray_local):
     )
     for key in ("mig", "factor_vae_score", "dci_disentanglement", "sap"):
         assert 0.0 <= res.metrics[key] <= 1.0, key
+    register()
     with pytest.raises(UserError, match="factor columns"):
         evaluate_model("models:/tiny/1", "digits", iw_samples=2, disentanglement=True)
 
