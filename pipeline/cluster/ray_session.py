@@ -10,8 +10,13 @@ from __future__ import annotations
 import os
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Initialize Ray once per process (no-op when already initialized, e.g. in tests).
+
+    ``dashboard``: start a local instance with its dashboard, which serves the State API. Ray
+    Train's placement-group cleaner needs it to free the workers of a run whose controller was
+    killed (a trial stopped by Tune); without it they hold their CPUs until Ray shuts down.
+    """
     import ray
     from ray.data import DataContext
 
@@ -24,4 +29,4 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
-    ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)
+    ray.init(address=address, log_to_driver=False, include_dashboard=dashboard, **kwargs)
