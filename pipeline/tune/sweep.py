@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import signal
 import tempfile
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +134,7 @@ def run_sweep(
         )
     if not cfg.tracking.enabled:
         context = SweepContext(settings.name, cfg.to_dict(), plan.workers, storage, None, None)
-        results = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        results, _ = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
         trials = _summaries(results, {}, context)
         return SweepResult(settings.name, None, trials, _best(trials))
     parent_id, _resumed = runs.open_run(
@@ -143,11 +145,10 @@ def run_sweep(
         context = SweepContext(
             settings.name, cfg.to_dict(), plan.workers, storage, parent_id, tracking_uri
         )
-        started = time.monotonic()
-        results = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        results, interrupted = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
         child_runs = _close_trial_runs(parent_id, results)
         trials = _summaries(results, child_runs, context)
-        if _interrupted(results, settings, time.monotonic() - started):
+        if interrupted:
             if progress:
                 progress(f"sweep {settings.name} interrupted; rerun the same command to resume")
             raise KeyboardInterrupt
@@ -224,14 +225,38 @@ def _fit(context, space, settings, plan, sweep_dir, cfg, progress):
                 verbose=0,
             ),
         )
-    return tuner.fit()
+    with _CtrlC() as ctrl_c:
+        results = tuner.fit()
+    return results, ctrl_c.pressed
 
 
-def _interrupted(results, settings: SweepSettings, elapsed_s: float) -> bool:
-    """Trials left unfinished, not by the time budget: Tune stopped on Ctrl-C."""
-    unfinished = len(results) - results.num_terminated - results.num_errors
-    out_of_time = settings.time_budget_s is not None and elapsed_s >= settings.time_budget_s
-    return unfinished > 0 and not out_of_time
+class _CtrlC:
+    """Ctrl-C during ``tuner.fit()``: ask Tune to stop gracefully, and remember it was asked.
+
+    Tune's own SIGINT handler stops the sweep (saving its state for a resume) but then returns
+    normally, with the interrupted trials marked TERMINATED like finished ones. So Tune's
+    handler is switched off and this one forwards the request through SIGUSR1, which Tune
+    treats the same way; a second Ctrl-C is a plain ``KeyboardInterrupt``.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.pressed = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 # --- outcome ---------------------------------------------------------------------------------
