@@ -10,8 +10,8 @@ A space file maps config keys to one distribution each::
 ``choice`` samples one value, ``grid`` tries every value (grids multiply), ``uniform`` and
 ``loguniform`` sample floats in ``[low, high]``, ``int`` samples integers in ``[low, high]``.
 Every value a distribution can produce (each listed value; both bounds of a range) is checked
-against the job config with the same rules as ``--set`` overrides, so an unknown key or a value
-the config rejects fails before any trial starts, as one line naming the key.
+with the config's own rules (``check_job_key``, then the whole config as with ``--set``), so an
+unknown key or a value the config rejects fails before any trial starts, as one line naming it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.job import load_job_config
+from pipeline.config.job import check_job_key, load_job_config
 from pipeline.errors import UserError
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "spaces"
@@ -153,13 +153,17 @@ def _range_values(key: str, kind: str, values: Any) -> tuple[Any, Any]:
 
 
 def check_against_config(dim: Dimension, config: str | None, overrides: list[str]) -> None:
-    """Every value ``dim`` can take must make a valid job config (the ``--set`` rules)."""
+    """Every value ``dim`` can take must be valid for its key (``check_job_key``) and make a
+    valid job config with the rest (the ``--set`` rules, cross-field checks included)."""
     for value in dim.values:  # a range's values are its bounds: ranges are convex
-        override = f"{dim.key}={json.dumps(value)}"
         try:
-            load_job_config(config, [*overrides, override])
+            check_job_key(dim.key, value)
+            load_job_config(config, [*overrides, f"{dim.key}={json.dumps(value)}"])
         except ValueError as exc:
-            raise UserError(f"space key {dim.key}={value!r}: {_first_line(exc)}") from None
+            message = _first_line(exc)
+            if dim.key not in message:
+                message = f"{dim.key}={value!r}: {message}"
+            raise UserError(f"space: {message}") from None
 
 
 def _first_line(exc: BaseException) -> str:

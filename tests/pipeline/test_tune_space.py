@@ -30,14 +30,14 @@ def _space(tmp_path, text: str) -> str:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("model.nope: {choice: [1, 2]}", "space key model.nope=1: model: ModelConfig: unknown key"),
+        ("model.nope: {choice: [1, 2]}", "space: unknown key model.nope"),
         ("optim.lr: {uniform: [0.01, 0.01]}", "space key optim.lr: empty uniform range"),
         ("model.latent_dim: {int: [9, 4]}", "space key model.latent_dim: empty int range"),
         ("optim.lr: {gaussian: [0, 1]}", "space key optim.lr: unknown distribution 'gaussian'"),
         ("optim.lr: {loguniform: [0, 1]}", "space key optim.lr: loguniform needs 0 < low"),
         ("optim.lr: {choice: []}", "space key optim.lr: choice needs a non-empty list"),
         ("optim.lr: 0.001", "space key optim.lr: needs exactly one distribution"),
-        ("model.latent_dim: {choice: [8, 0]}", "space key model.latent_dim=0: "),
+        ("model.latent_dim: {choice: [8, 0]}", "space: model.latent_dim=0: must be an int >= 1"),
         ("model.latent_dim: {int: [4, 8.5]}", "int bounds must be integers"),
         ("scaling.workers: {choice: [1, 2]}", "scaling.* is set by the sweep"),
         ("lr: {choice: [1]}", "space key lr: must be a dotted config key"),
