@@ -267,8 +267,9 @@ def _trial_id(result) -> str:
 
 
 def _close_trial_runs(parent_id: str, results) -> dict[str, Any]:
-    """Every trial run still RUNNING gets its real end: FAILED for errored trials, else KILLED
-    (stopped by ASHA, the time budget or Ctrl-C). Returns the runs by trial id."""
+    """Every trial run gets the end Tune saw: FAILED for an errored trial; KILLED for one still
+    RUNNING, or FAILED by the error its stop caused (stopped by ASHA, the time budget or
+    Ctrl-C); FINISHED stays. Returns the runs by trial id."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -276,8 +277,8 @@ def _close_trial_runs(parent_id: str, results) -> dict[str, Any]:
     by_trial = {}
     for run in _child_runs(client, parent_id):
         trial_id = run.data.tags.get(TRIAL_TAG, "")
-        if run.info.status == "RUNNING":
-            status = "FAILED" if trial_id in errored else "KILLED"
+        status = "FAILED" if trial_id in errored else "KILLED"
+        if run.info.status in ("RUNNING", "FAILED") and run.info.status != status:
             client.set_terminated(run.info.run_id, status=status)
             run = client.get_run(run.info.run_id)
         by_trial[trial_id] = run
