@@ -30,7 +30,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+# Next to the checkout (/work/main → /work/shared), or set VAEPIPE_MNIST_DIR.
+_BESIDE = [REPO.parent / "shared" / "data" / "mnist", REPO.parents[1] / "shared" / "data" / "mnist"]
+MNIST = Path(
+    os.environ.get("VAEPIPE_MNIST_DIR") or next((p for p in _BESIDE if p.is_dir()), _BESIDE[0])
+)
 
 GRID = """\
 optim.lr: {grid: [1.0e-3, 3.0e-3]}
