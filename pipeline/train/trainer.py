@@ -249,7 +249,11 @@ def run_training(
     from pipeline.data.ingest import open_source
     from pipeline.tracking.registry import log_vae
 
-    tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
+    store_ready = (
+        mlflow_store.configure_in_background(cfg.tracking.experiment)
+        if cfg.tracking.enabled
+        else None
+    )
     ensure_ray()
     source = open_source(cfg.data)
     cfg = with_input_shape(cfg, source.layout)
@@ -258,6 +262,7 @@ def run_training(
     storage = storage_root(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
+    tracking_uri = store_ready() if store_ready is not None else None
     threads = int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None
     loop_config = worker_config(cfg, source, preprocessor, plan, run_name, storage, threads)
     loop_config.update(tracking_uri=tracking_uri, fault=fault, gate=gate)
