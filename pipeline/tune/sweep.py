@@ -134,7 +134,9 @@ def run_sweep(
         )
     if not cfg.tracking.enabled:
         context = SweepContext(settings.name, cfg.to_dict(), plan.workers, storage, None, None)
-        results, _ = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        results, interrupted = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        if interrupted:
+            raise KeyboardInterrupt
         trials = _summaries(results, {}, context)
         return SweepResult(settings.name, None, trials, _best(trials))
     parent_id, _resumed = runs.open_run(
