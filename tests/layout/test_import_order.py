@@ -22,6 +22,7 @@ ROOMS = [
     "pipeline.train",
     "pipeline.tune",
     "pipeline.inference",
+    "pipeline.serving",
     "pipeline.demo",
     "jobs",
 ]
