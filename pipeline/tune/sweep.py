@@ -357,6 +357,7 @@ def _register_best(cfg: TrainJobConfig, best: TrialSummary, context: SweepContex
             best.best_val,
             best_cfg.data.source,
             data_config=best_cfg.data.to_dict(),
+            val_rows=trainer.validation_rows(source),
         )
     client.set_terminated(best.run_id, status=status)  # start_run/end_run made it FINISHED
     return version
