@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jobs.demo", "train on built-in digits, register, encode and evaluate, all locally"),
     "prepare": ("jobs.prepare", "convert any source to sharded Parquet in vaepipe's layout"),
     "train": ("jobs.train", "train a VAE with Ray Train, tracked in MLflow, model registered"),
+    "tune": ("jobs.tune", "sweep hyperparameters with Ray Tune; best trial registered"),
     "encode": ("jobs.encode", "write latent Parquet for a dataset with a registered model"),
     "evaluate": ("jobs.evaluate", "IS-NLL, ELBO terms, active units and anomaly AUROC of a model"),
     "sample": ("jobs.sample", "image grid of prior samples or reconstructions"),

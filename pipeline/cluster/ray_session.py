@@ -11,8 +11,13 @@ import logging
 import os
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Initialize Ray once per process (no-op when already initialized, e.g. in tests).
+
+    ``dashboard``: start a local instance with its dashboard, which serves the State API. Ray
+    Train's placement-group cleaner needs it to free the workers of a run whose controller was
+    killed (a trial stopped by Tune); without it they hold their CPUs until Ray shuts down.
+    """
     import ray
     from ray.data import DataContext
 
@@ -34,7 +39,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         address=address,
         log_to_driver=verbose,
         logging_level=logging.INFO if verbose else logging.WARNING,
-        include_dashboard=False,
+        include_dashboard=dashboard,
         **kwargs,
     )
 

@@ -28,7 +28,7 @@ WORKING_DIR_EXCLUDES = [
     "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info",
 ]  # fmt: skip
 FORWARDED_PREFIXES = ("MLFLOW_", "VAEPIPE_")
-SUBMITTABLE = ("train", "encode", "evaluate", "prepare", "sample")
+SUBMITTABLE = ("train", "encode", "evaluate", "prepare", "sample", "tune")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 POLL_S = 1.0
 # Ray's client lets these override the address it is given; vaepipe resolves them itself.
