@@ -59,15 +59,21 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     return out + list(args.overrides)
 
 
-def print_progress(metrics: dict[str, float]) -> None:
-    print(
-        f"epoch {int(metrics.get('epoch', 0))}: "
-        f"train loss {metrics.get('train/loss', float('nan')):.3f}  "
-        f"val loss {metrics.get('val/neg_elbo', float('nan')):.3f}  "
-        f"{metrics.get('samples_per_s', 0.0):,.0f} samples/s",
-        file=sys.stderr,
-        flush=True,
-    )
+def print_progress(event: dict) -> None:
+    """One stderr line per progress event (``pipeline.train.progress``): rows within an epoch,
+    the losses at its end."""
+    epoch, done, total = event["epoch"], event.get("rows_done", 0), event.get("rows_total")
+    rows = f"{done:,}/{total:,} rows" if total else f"{done:,} rows"
+    if event.get("event") == "batch":
+        line = f"epoch {epoch}: {rows}"
+    else:
+        line = (
+            f"epoch {epoch}: {rows}  "
+            f"train loss {event.get('train/loss', float('nan')):.3f}  "
+            f"val loss {event.get('val/neg_elbo', float('nan')):.3f}  "
+            f"{event.get('samples_per_s', 0.0):,.0f} samples/s"
+        )
+    print(line, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
