@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from jobs.data_flags import add_data_flags, data_overrides
+
 # Shortcut flag -> the config key it sets.
 SHORTCUTS = {
     "data": "data.source",
@@ -24,7 +26,9 @@ SHORTCUTS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="data source: a path, a URI, or digits|shapes|mnist")
+    add_data_flags(
+        parser, data_required=False, data_help="data source: a path, a URI, or digits|shapes|mnist"
+    )
     parser.add_argument(
         "--config", help="YAML job config: a file, or a shipped name (digits, mnist, shapes)"
     )
@@ -54,6 +58,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         for flag, key in SHORTCUTS.items()
         if getattr(args, flag) is not None
     ]
+    out += [f"data.{key}={json.dumps(value)}" for key, value in data_overrides(args).items()]
     if args.use_gpu:
         out.append("scaling.use_gpu=true")
     return out + list(args.overrides)

@@ -1,8 +1,9 @@
 """Evaluate a registered model on one split: IS-NLL, ELBO terms, active units, anomaly AUROC.
 
 Runs on the driver over a streamed split (test splits are small next to training data). The
-split is rebuilt with the training run's ``DataConfig`` when the model stores it and ``--data``
-names the same source, so "test" means the rows the model never saw.
+data is read as the model was trained (``model_data``): when ``--data`` names the training
+source, the split is rebuilt with the training run's ``DataConfig``, so "test" means the rows
+the model never saw.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +20,10 @@ import torch
 
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
-from pipeline.data.batches import iter_torch_batches
+from pipeline.data.batches import Preprocessor, iter_torch_batches
 from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
-from pipeline.inference.latent_encoder import inference_preprocessor
+from pipeline.inference.model_data import check_layout, resolve_model_data
 from pipeline.tracking.registry import LoadedModel, load_vae
 from vae_core import metrics, objectives
 
@@ -62,6 +64,7 @@ def evaluate_model(
     model_uri: str,
     data: str,
     *,
+    data_overrides: Mapping[str, Any] | None = None,
     split: str = "test",
     iw_samples: int = DEFAULT_IW_SAMPLES,
     anomaly_class: int | None = None,
@@ -74,12 +77,13 @@ def evaluate_model(
     if iw_samples < 1:
         raise UserError(f"--iw-samples must be >= 1, got {iw_samples}")
     loaded = load_vae(model_uri)
-    cfg = _data_config(loaded, data, limit)
+    resolved = resolve_model_data(loaded, data, data_overrides)
+    cfg = resolved.data if limit is None else dataclasses.replace(resolved.data, limit=limit)
     ds, labelled = _split(cfg, split, loaded)
     if anomaly_class is not None and not labelled:
         raise UserError(f"--anomaly-class needs labels, but {data} has none")
     torch.manual_seed(seed)
-    totals = _accumulate(loaded, ds, batch_size, iw_samples)
+    totals = _accumulate(loaded.vae, resolved.preprocessor, ds, batch_size, iw_samples)
     if totals.rows == 0:
         raise UserError(f"split {split!r} of {data} has no rows")
     result = EvalResult(loaded.describe(), data, split, totals.rows, iw_samples, _metrics(totals))
@@ -90,16 +94,6 @@ def evaluate_model(
     return result
 
 
-def _data_config(loaded: LoadedModel, data: str, limit: int | None) -> DataConfig:
-    """The training DataConfig when ``data`` is the training source; defaults otherwise."""
-    stored = loaded.data_config
-    if stored and stored.get("source") == data:
-        cfg = DataConfig.from_dict(stored)
-    else:
-        cfg = DataConfig(source=data)
-    return dataclasses.replace(cfg, limit=limit) if limit is not None else cfg
-
-
 def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
     from pipeline.data.ingest import open_source
 
@@ -108,17 +102,11 @@ def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
         src = open_source(cfg)
     if split not in src.splits:
         raise UserError(f"unknown split {split!r}; choose one of {sorted(src.splits)}")
-    expected = tuple(loaded.vae.cfg.input_shape)
-    if tuple(src.layout.shape) != expected:
-        raise UserError(
-            f"model {loaded.uri} expects samples of shape {list(expected)}, "
-            f"but {cfg.source} has shape {list(src.layout.shape)}"
-        )
+    check_layout(loaded, src.layout, cfg.source)
     return src.splits[split], src.has_labels
 
 
-def _accumulate(loaded: LoadedModel, ds: Any, batch_size: int, k: int) -> _Totals:
-    vae, pre = loaded.vae, inference_preprocessor(loaded.preprocessor)
+def _accumulate(vae: Any, pre: Preprocessor, ds: Any, batch_size: int, k: int) -> _Totals:
     totals = _Totals()
     with torch.inference_mode(), user_errors():
         for batch in iter_torch_batches(ds, batch_size, pre):
