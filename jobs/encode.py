@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 
 from jobs.data_flags import add_data_flags, data_overrides
+from jobs.progress import ProgressLine
 from pipeline.inference.encode import DEFAULT_BATCH_SIZE, encode_dataset
 from pipeline.tracking import mlflow_store
 
@@ -28,16 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     mlflow_store.configure()
-    result = encode_dataset(
-        args.model,
-        args.data,
-        args.out,
-        data_overrides=data_overrides(args),
-        batch_size=args.batch_size,
-        with_z=args.with_z,
-        overwrite=args.overwrite,
-        threads=args.threads,
-    )
+    with ProgressLine("encode") as progress:
+        result = encode_dataset(
+            args.model,
+            args.data,
+            args.out,
+            data_overrides=data_overrides(args),
+            batch_size=args.batch_size,
+            with_z=args.with_z,
+            overwrite=args.overwrite,
+            threads=args.threads,
+            progress=progress,
+        )
     if args.json:
         print(json.dumps(asdict(result)))
     elif result.skipped:

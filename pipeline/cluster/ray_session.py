@@ -7,6 +7,7 @@ machine (it scans for local GCS processes), which on a shared host is someone el
 
 from __future__ import annotations
 
+import logging
 import os
 
 
@@ -20,8 +21,23 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    # Ray Data logs every execution at INFO through its own handler: quiet unless -v.
+    logging.getLogger("ray.data").setLevel(logging.INFO if _verbose() else logging.WARNING)
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
-    ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)
+    # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
+    # and the workers' output reach this terminal.
+    verbose = _verbose()
+    ray.init(
+        address=address,
+        log_to_driver=verbose,
+        logging_level=logging.INFO if verbose else logging.WARNING,
+        include_dashboard=False,
+        **kwargs,
+    )
+
+
+def _verbose() -> bool:
+    return os.environ.get("VAEPIPE_VERBOSE") == "1"

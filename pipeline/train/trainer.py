@@ -199,7 +199,11 @@ def run_training(
     from pipeline.data.ingest import open_source
     from pipeline.tracking.registry import log_vae
 
-    tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
+    store_ready = (
+        mlflow_store.configure_in_background(cfg.tracking.experiment)
+        if cfg.tracking.enabled
+        else None
+    )
     ensure_ray()
     source = open_source(cfg.data)
     cfg = with_input_shape(cfg, source.layout)
@@ -209,6 +213,7 @@ def run_training(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
     worker = _worker_config(cfg, source, plan, preprocessor, storage, run_name)
+    tracking_uri = store_ready() if store_ready is not None else None
     channel = ProgressChannel() if progress is not None else None
     hooks = (*((channel.hook(),) if channel is not None else ()), *hooks)
     try:
@@ -236,6 +241,7 @@ def run_training(
                     out["best_val_loss"],
                     cfg.data.source,
                     data_config=cfg.data.to_dict(),
+                    val_rows=validation_rows(source),
                 )
     finally:
         if channel is not None:
@@ -256,6 +262,25 @@ def _worker_config(cfg, source, plan, preprocessor, storage: str, run_name: str)
         threads=int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
         train_rows=train_rows,
     )
+
+
+# Rows scored to choose the anomaly threshold (a 0.99 quantile is steady from a few thousand).
+THRESHOLD_ROWS = 10_000
+
+
+def validation_rows(source, limit: int = THRESHOLD_ROWS):
+    """Up to ``limit`` raw validation samples (N, *shape), as stored; None without a val split."""
+    import numpy as np
+
+    from pipeline.data import schema
+
+    val = source.splits.get("val")
+    if val is None:
+        return None
+    parts = []
+    for table in val.limit(limit).iter_batches(batch_format="pyarrow", batch_size=None):
+        parts.append(schema.decode_x(table.column(schema.X), source.layout))
+    return np.concatenate(parts) if parts else None
 
 
 def _result(out: dict, run_id: str, name: str, version: str, aliases, run_name: str):
