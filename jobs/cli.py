@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 DESCRIPTION = "Train VAEs with Ray and MLflow; encode datasets to latent Parquet."
@@ -53,7 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if known.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    signal.signal(signal.SIGTERM, _raise_terminated)
     return run_command(module, args)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``ray job stop``, Kubernetes, ``kill``): stop like Ctrl-C, so runs end KILLED."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def run_command(module, args: argparse.Namespace) -> int:
@@ -65,6 +75,9 @@ def run_command(module, args: argparse.Namespace) -> int:
     except (UserError, ValueError, FileNotFoundError) as exc:
         print(f"vaepipe: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("vaepipe: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("vaepipe: interrupted", file=sys.stderr)
         return 130

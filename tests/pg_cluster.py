@@ -49,7 +49,12 @@ class PgCluster:
     launcher: subprocess.Popen | None = None  # runuser (or postgres itself), reaped on stop
 
     def uri(self, database: str = "postgres") -> str:
+        """libpq form (psycopg2.connect)."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def sqlalchemy_uri(self, database: str) -> str:
+        # SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3; the test extras bring psycopg2.
+        return f"postgresql+psycopg2://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, prefix: str = "mlflow") -> str:
         """A new empty database; returns its SQLAlchemy URI (MLflow's backend store form)."""
@@ -63,7 +68,7 @@ class PgCluster:
                 cur.execute(f'CREATE DATABASE "{name}"')
         finally:
             conn.close()
-        return self.uri(name)
+        return self.sqlalchemy_uri(name)
 
 
 def _owner() -> str | None:

@@ -38,10 +38,14 @@ def verdict(report: dict) -> tuple[int, list[str]]:
     deps = report.get("dependencies", [])
     skipped = [d for d in deps if "skip_reason" in d]
     vulnerable = [d for d in deps if d.get("vulns")]
-    lines = [f"{d['name']} {d['version']}: {v['id']} (fix: {', '.join(v.get('fix_versions') or ['none'])})"
-             for d in vulnerable for v in d["vulns"]]  # fmt: skip
+    lines = [
+        f"{d['name']} {d['version']}: {v['id']} (fixed in {v.get('fix_versions') or 'none'})"
+        for d in vulnerable
+        for v in d["vulns"]
+    ]
     if vulnerable:
-        return 1, [*lines, f"audit: {len(lines)} known vulnerabilities in {len(vulnerable)} packages"]
+        summary = f"audit: {len(lines)} known vulnerabilities in {len(vulnerable)} packages"
+        return 1, [*lines, summary]
     if skipped:
         reasons = Counter(d["skip_reason"].split(":")[0] for d in skipped)
         why = "; ".join(f"{n}x {r}" for r, n in reasons.most_common(3))

@@ -1,11 +1,12 @@
-"""A real Ray head (token auth) and a real MLflow server (SQLite) on 127.0.0.1, for dev and e2e.
+"""A real Ray head (token auth) and a real MLflow server on 127.0.0.1, for dev and e2e.
 
 ``start(root)`` creates everything under ``root``: a private ``HOME`` (Ray keeps its token in
-``$HOME/.ray/auth_token``), a short Ray temp dir, the MLflow database and artifact dir, logs,
+``$HOME/.ray/auth_token``), a short Ray temp dir, the MLflow database (SQLite, unless a
+``--backend-store-uri`` such as ``postgresql://...`` is given) and artifact dir, logs,
 and ``state.json`` with pids, ports, addresses and the token path. ``stop(root)`` ends exactly
 those processes (see ``stack_processes``) and checks that none is left.
 
-    python -m pipeline.cluster.local_stack start [--dir DIR] [--num-cpus N]
+    python -m pipeline.cluster.local_stack start [--dir DIR] [--num-cpus N] [--backend-store-uri U]
     python -m pipeline.cluster.local_stack add-node [--dir DIR] [--num-cpus N]
     python -m pipeline.cluster.local_stack env|status|stop [--dir DIR]
 """
@@ -151,11 +152,11 @@ def _start_head(root: Path, env: dict[str, str], num_cpus: int) -> tuple[RayNode
     return node, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}"
 
 
-def _start_mlflow(root: Path, env: dict[str, str]) -> tuple[int, str]:
+def _start_mlflow(root: Path, env: dict[str, str], backend: str | None) -> tuple[int, str]:
     port = procs.free_port()
     cmd = [
         _bin("mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--backend-store-uri", backend or f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "mlartifacts"),
         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
@@ -207,15 +208,20 @@ def _alive_node_count(url: str, token: str) -> int:
     return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
 
 
-def start(root: Path = DEFAULT_DIR, num_cpus: int = 4) -> StackState:
-    """Start the Ray head and the MLflow server under ``root``; returns the saved state."""
+def start(
+    root: Path = DEFAULT_DIR, num_cpus: int = 4, backend_store_uri: str | None = None
+) -> StackState:
+    """Start the Ray head and the MLflow server under ``root``; returns the saved state.
+
+    ``backend_store_uri``: the MLflow server's database (default: SQLite under ``root``).
+    """
     root = Path(root).resolve()
     if (root / STATE_FILE).exists():
         raise UserError(f"a local stack is already recorded in {root}; stop it first")
     marker = secrets.token_hex(8)
     env = _server_env(root, marker)
     token_path = _write_token(Path(env["HOME"]))
-    mlflow_pid, mlflow_uri = _start_mlflow(root, env)
+    mlflow_pid, mlflow_uri = _start_mlflow(root, env, backend_store_uri)
     head, gcs, dashboard = _start_head(root, env, num_cpus)
     state = StackState(
         root=str(root), marker=marker, home=env["HOME"], token_path=str(token_path),
@@ -285,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["start", "stop", "status", "env", "add-node"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack directory")
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the node")
+    parser.add_argument(
+        "--backend-store-uri", help="MLflow's database (default: SQLite in the stack dir)"
+    )
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.action == "start":
-        _print_env(start(args.dir, args.num_cpus or 4))
+        _print_env(start(args.dir, args.num_cpus or 4, args.backend_store_uri))
     elif args.action == "add-node":
         node = add_node(args.dir, args.num_cpus or 2)
         print(f"node pid {node.pid} joined")

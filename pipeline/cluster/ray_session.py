@@ -7,7 +7,11 @@ machine (it scans for local GCS processes), which on a shared host is someone el
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
@@ -24,4 +28,19 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
-    ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)
+    with _sigterm_handler_kept():
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """Undo ``ray.init``'s SIGTERM handler (``sys.exit(15)``) when the process had its own.
+
+    Ray's handler makes SIGTERM (``ray job stop``, Kubernetes) look like a failure, and the
+    MLflow run would end FAILED; the CLI's handler raises an interrupt, so it ends KILLED.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    yield
+    if callable(previous):
+        signal.signal(signal.SIGTERM, previous)

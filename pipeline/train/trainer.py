@@ -221,6 +221,8 @@ def run_training(
     from pipeline.tracking.registry import log_vae
 
     tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
+    if cfg.tracking.enabled:
+        runs.fail_orphaned_runs()  # runs of SIGKILLed launches, before anything can fail
     ensure_ray()
     source = open_source(cfg.data)
     cfg = with_input_shape(cfg, source.layout)

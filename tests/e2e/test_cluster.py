@@ -25,8 +25,8 @@ MODEL = "e2e_vae"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    state = start_stack(tmp_path_factory.mktemp("stack"), num_cpus=4)
+def stack(tmp_path_factory, postgres):
+    state = start_stack(tmp_path_factory.mktemp("stack"), num_cpus=4, postgres=postgres)
     try:
         yield state
     finally:

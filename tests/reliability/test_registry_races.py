@@ -1,0 +1,67 @@
+"""Item 12: the registry under concurrency, on a real PostgreSQL-backed MLflow server.
+
+16 registrations from 8 threads give 16 distinct READY versions, and ``champion`` ends on the
+best validation loss whatever order they finish in. A stale champion write (what a slow racer
+of read-compare-write leaves) is corrected by the next registration. That failed or killed
+training runs register nothing is held by ``test_run_exit_paths``.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
+from pipeline.tracking import mlflow_store, registry
+from vae_core.config import ModelConfig
+from vae_core.model import VAE
+
+pytestmark = pytest.mark.reliability
+
+SHAPE = (1, 4, 4)
+PRE = Preprocessor(XLayout(SHAPE, "uint8")).to_dict()
+REGISTRATIONS, THREADS = 16, 8
+
+
+def _register(name: str, exp_id: str, val_loss: float) -> registry.RegisteredVersion:
+    torch.manual_seed(0)
+    vae = VAE(ModelConfig(input_shape=SHAPE, latent_dim=2, hidden_sizes=(8,)))
+    with mlflow.start_run(experiment_id=exp_id):  # the fluent run stack is per thread
+        return registry.log_vae(vae, PRE, name, val_loss, "digits")
+
+
+def test_concurrent_registrations_are_distinct_and_crown_the_best(tracking_server):
+    mlflow_store.configure()
+    exp_id = mlflow_store.experiment_id("races")
+    losses = [100.0 + i for i in range(REGISTRATIONS)]
+    random.Random(12).shuffle(losses)  # the best is neither first nor last submitted
+    with ThreadPoolExecutor(THREADS) as pool:
+        done = list(pool.map(lambda loss: _register("race", exp_id, loss), losses))
+    client = MlflowClient()
+    versions = client.search_model_versions("name = 'race'")
+    assert sorted(int(v.version) for v in versions) == list(range(1, REGISTRATIONS + 1))
+    assert {str(v.status) for v in versions} == {"READY"}
+    assert sorted(d.version for d in done) == sorted(v.version for v in versions)
+    champion = client.get_model_version_by_alias("race", registry.CHAMPION)
+    assert float(champion.tags[registry.VAL_LOSS_TAG]) == min(losses)
+    assert [d.version for d in done if registry.CHAMPION in d.aliases] != []
+
+
+def test_a_stale_champion_write_is_corrected_by_the_next_registration(tracking_server):
+    mlflow_store.configure()
+    exp_id = mlflow_store.experiment_id("stale")
+    best = _register("stale", exp_id, 1.0)
+    worse = _register("stale", exp_id, 5.0)
+    client = MlflowClient()
+    # A racer that read the champion before `best` existed writes its stale decision last.
+    client.set_registered_model_alias("stale", registry.CHAMPION, worse.version)
+    third = _register("stale", exp_id, 3.0)  # better than the stale holder, worse than best
+    assert registry.CHAMPION not in third.aliases
+    champion = client.get_model_version_by_alias("stale", registry.CHAMPION)
+    assert champion.version == best.version
