@@ -1,4 +1,4 @@
-"""A real Ray head (token auth) and a real MLflow server on 127.0.0.1, for dev and e2e.
+"""A real Ray head (token auth) and a real MLflow server (basic auth) on 127.0.0.1, for dev and e2e.
 
 ``start(root)`` creates everything under ``root``: a private ``HOME`` (Ray keeps its token in
 ``$HOME/.ray/auth_token``), a short Ray temp dir, the MLflow database (SQLite, unless a
@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.cluster import mlflow_auth, secrets_files
 from pipeline.cluster import stack_processes as procs
 from pipeline.errors import UserError
 
@@ -58,13 +59,18 @@ class StackState:
     mlflow_uri: str
     mlflow_pid: int
     nodes: list[RayNode] = field(default_factory=list)
+    mlflow_auth: dict[str, str] = field(default_factory=dict)  # MlflowAuth fields
+
+    def auth(self) -> mlflow_auth.MlflowAuth:
+        return mlflow_auth.MlflowAuth(**self.mlflow_auth)
 
     def env(self) -> dict[str, str]:
-        """What a client needs to use this stack."""
+        """What a client needs to use this stack (the MLflow admin's credentials included)."""
         return {
             "RAY_ADDRESS": self.dashboard_url,
             "RAY_AUTH_TOKEN_PATH": self.token_path,
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            **self.auth().client_env(),
         }
 
     def pids(self) -> list[int]:
@@ -110,11 +116,7 @@ def _server_env(root: Path, marker: str) -> dict[str, str]:
 
 
 def _write_token(home: Path) -> Path:
-    path = home / ".ray" / "auth_token"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(secrets.token_hex(32))
-    path.chmod(0o600)
-    return path
+    return secrets_files.write_private(home / ".ray" / "auth_token", secrets_files.new_secret())
 
 
 def _short_temp_dir(prefix: str) -> str:
@@ -152,15 +154,18 @@ def _start_head(root: Path, env: dict[str, str], num_cpus: int) -> tuple[RayNode
     return node, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}"
 
 
-def _start_mlflow(root: Path, env: dict[str, str], backend: str | None) -> tuple[int, str]:
+def _start_mlflow(
+    root: Path, env: dict[str, str], backend: str | None, auth: mlflow_auth.MlflowAuth
+) -> tuple[int, str]:
     port = procs.free_port()
     cmd = [
         _bin("mlflow"), "server",
         "--backend-store-uri", backend or f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "mlartifacts"),
         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        *mlflow_auth.server_args(port),
     ]  # fmt: skip
-    pid = procs.spawn(cmd, env, root / "logs" / "mlflow.log")
+    pid = procs.spawn(cmd, env | auth.server_env(), root / "logs" / "mlflow.log")
     return pid, f"http://127.0.0.1:{port}"
 
 
@@ -221,12 +226,15 @@ def start(
     marker = secrets.token_hex(8)
     env = _server_env(root, marker)
     token_path = _write_token(Path(env["HOME"]))
-    mlflow_pid, mlflow_uri = _start_mlflow(root, env, backend_store_uri)
+    auth = mlflow_auth.prepare(root)
+    # Ray nodes carry the MLflow credentials: jobs log with the cluster's own, not forwarded ones.
+    env.update(auth.client_env())
+    mlflow_pid, mlflow_uri = _start_mlflow(root, env, backend_store_uri, auth)
     head, gcs, dashboard = _start_head(root, env, num_cpus)
     state = StackState(
         root=str(root), marker=marker, home=env["HOME"], token_path=str(token_path),
         ray_address=gcs, dashboard_url=dashboard, mlflow_uri=mlflow_uri,
-        mlflow_pid=mlflow_pid, nodes=[head],
+        mlflow_pid=mlflow_pid, nodes=[head], mlflow_auth=asdict(auth),
     )  # fmt: skip
     save_state(state)  # before waiting, so a failed start can still be stopped
     try:
@@ -243,7 +251,7 @@ def start(
 def add_node(root: Path = DEFAULT_DIR, num_cpus: int = 2) -> RayNode:
     """Join one more Ray node (own temp dir, same token) to the stack's head."""
     state = load_state(root)
-    env = _server_env(Path(state.root), state.marker)
+    env = _server_env(Path(state.root), state.marker) | state.auth().client_env()
     temp_dir = _short_temp_dir("vp_node_")
     cmd = [
         _bin("ray"), "start", "--block", "--disable-usage-stats",

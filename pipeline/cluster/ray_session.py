@@ -13,6 +13,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from pipeline.cluster import secrets_files
+
 
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
@@ -28,6 +30,8 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
+    if address == "local":
+        secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
     with _sigterm_handler_kept():
         ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)
 
