@@ -20,6 +20,7 @@ import pytest
 import servers
 from mlflow import MlflowClient
 
+from pipeline.cluster import secrets_files
 from pipeline.tracking import run_owner, runs
 
 pytestmark = pytest.mark.reliability
@@ -63,28 +64,30 @@ def _versions(client: MlflowClient) -> list:
     return client.search_model_versions(f"name = '{MODEL}'")
 
 
-@pytest.mark.parametrize(
-    ("how", "status", "code"),
-    [
-        ("ok", "FINISHED", 0),
-        ("exit0", "FINISHED", 0),
-        ("raise", "FAILED", 1),
-        ("exit1", "FAILED", 1),
-    ],
-)
-def test_run_status_follows_how_the_driver_ends(tracking_server, tmp_path, how, status, code):
+ENDINGS = [
+    ("ok", "FINISHED", 0),
+    ("exit0", "FINISHED", 0),
+    ("raise", "FAILED", 1),
+    ("exit1", "FAILED", 1),
+]
+
+
+def test_run_status_follows_how_the_driver_ends(tracking_server, tmp_path):
+    """Normal end, ``sys.exit(0)``, an exception, ``sys.exit(1)``: one driver process each."""
     env = servers.isolated_env(
         tmp_path, secrets.token_hex(8), MLFLOW_TRACKING_URI=tracking_server.uri
     )
     driver = Path(__file__).with_name("lifecycle_driver.py")
-    proc = subprocess.run(
-        [sys.executable, str(driver), how, EXPERIMENT],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == code, proc.stderr[-3000:]
-    run = MlflowClient(tracking_server.uri).get_run(proc.stdout.split()[0])
-    assert run.info.status == status
-    assert all(run.data.tags.get(t) for t in run_owner.OWNER_TAGS)
+    client = MlflowClient(tracking_server.uri)
+    for how, status, code in ENDINGS:
+        proc = subprocess.run(
+            [sys.executable, str(driver), how, EXPERIMENT],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == code, (how, proc.stderr[-3000:])
+        run = client.get_run(proc.stdout.split()[0])
+        assert run.info.status == status, how
+        assert all(run.data.tags.get(t) for t in run_owner.OWNER_TAGS)
 
 
 def test_sigkill_leaves_running_until_the_next_launch_fails_it(tracking_server, tmp_path):
@@ -136,3 +139,5 @@ def test_sigterm_ends_the_run_killed_and_registers_nothing(tracking_server, tmp_
     assert run.info.status == "KILLED"
     assert run.data.tags[runs.END_TAG] == "Terminated"
     assert _versions(client) == []
+    # The token the local ray.init used was written 0600 from the start (item 13).
+    assert secrets_files.is_private(tmp_path / "home" / ".ray" / "auth_token")
