@@ -16,9 +16,7 @@ Last line: one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -32,6 +30,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from common import abba, median, parser, run  # noqa: E402
 
 from jobs.cli import main as cli_main  # noqa: E402
 from pipeline.config.data import DataConfig  # noqa: E402
@@ -91,8 +91,7 @@ def compare(directory: Path, rounds: int, batch_size: int) -> dict[str, float]:
     files = sorted((directory / "train").glob("*.parquet"))
     raw, pipe = [], []
     for r in range(rounds):
-        order = [("raw", raw), ("pipe", pipe)] if r % 2 == 0 else [("pipe", pipe), ("raw", raw)]
-        for kind, out in order:
+        for kind, out in abba([("raw", raw), ("pipe", pipe)], r):
             if kind == "raw":
                 rate = timed(raw_scan, files, batch_size, (1, 28, 28))
             else:
@@ -102,7 +101,7 @@ def compare(directory: Path, rounds: int, batch_size: int) -> dict[str, float]:
         print(f"  {directory.name} round {r}: raw {raw[-1:]} pipe {pipe[-1:]}", flush=True)
 
     def med(rates: list[tuple[float, float]], i: int) -> float:
-        return statistics.median(r[i] for r in rates)
+        return median([r[i] for r in rates])
 
     return {
         "pipeline_rows_s": round(med(pipe, 1)),
@@ -143,8 +142,8 @@ def layout_decode(directory: Path, repeats: int = 5) -> dict[str, float]:
     return {f"{k}_vs_binary": round(v / times["fixed_size_binary"], 2) for k, v in times.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> dict:
+    ap = parser(__doc__)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--shapes-rows", type=int, default=1_000_000)
@@ -176,8 +175,8 @@ def main() -> None:
         **{name: {k: round(v, 3) for k, v in r.items()} for name, r in results.items()},
         "layout_decode_time_vs_fixed_size_binary": layout,
     }
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

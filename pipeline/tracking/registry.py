@@ -38,7 +38,7 @@ from torch import nn
 
 from pipeline.errors import UserError
 from vae_core.model import VAE
-from vae_core.serialization import load_model, save_model
+from vae_core.serialization import UnsafePickleError, load_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,10 @@ def load_vae(uri: str) -> LoadedModel:
         save_dir = Path(local) / EXTRA_DIR
         if not (save_dir / "config.json").exists():
             raise UserError(f"{uri} is not a vaepipe model (no {EXTRA_DIR}/config.json)")
-        vae, extra = load_model(save_dir)
+        try:
+            vae, extra = load_model(save_dir)
+        except UnsafePickleError as exc:  # a tampered artifact: refuse, one line
+            raise UserError(f"model {uri}: {exc}") from None
     extra = extra or {}
     return LoadedModel(
         vae=vae.eval(),

@@ -220,9 +220,11 @@ def run_training(
     from pipeline.data.ingest import open_source
     from pipeline.tracking.registry import log_vae
 
-    tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
-    if cfg.tracking.enabled:
-        runs.fail_orphaned_runs()  # runs of SIGKILLed launches, before anything can fail
+    store_ready = (
+        mlflow_store.configure_in_background(cfg.tracking.experiment)
+        if cfg.tracking.enabled
+        else None
+    )
     ensure_ray()
     source = open_source(cfg.data)
     cfg = with_input_shape(cfg, source.layout)
@@ -232,6 +234,9 @@ def run_training(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
     _fs, root = checkpoints.filesystem_for(storage)
+    tracking_uri = store_ready() if store_ready is not None else None
+    if cfg.tracking.enabled:
+        runs.fail_orphaned_runs()  # runs of SIGKILLed launches (their owner is gone)
     loop_config = {
         "job": cfg.to_dict(),
         "preprocessor": preprocessor.to_dict(),

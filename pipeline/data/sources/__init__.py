@@ -40,6 +40,8 @@ class SourcePlan:
     layout: XLayout
     has_labels: bool
     description: str
+    rows: int | None = None
+    """Rows in all units, when the source knows it without reading them (for an ETA)."""
 
 
 def rows_table(

@@ -183,6 +183,7 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=layout,
         has_labels=spec.label_column is not None,
         description=f"Parquet {cfg.source} ({len(files)} files, {total} rows)",
+        rows=total,
     )
 
 
