@@ -15,6 +15,16 @@ import servers  # noqa: E402
 @pytest.fixture
 def tracking_server(postgres, tmp_path, monkeypatch):
     """A real ``mlflow server`` on its own database; this process's client points at it."""
+    import mlflow
+
     with servers.mlflow_server(postgres.create_database(), tmp_path / "server") as server:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
-        yield server
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", server.uri)  # set_registry_uri exports it
+        # Process-wide URIs (mlflow_store.configure sets both) must not outlive the server.
+        mlflow.set_tracking_uri(server.uri)
+        mlflow.set_registry_uri(server.uri)
+        try:
+            yield server
+        finally:
+            mlflow.set_registry_uri(None)
+            mlflow.set_tracking_uri(None)

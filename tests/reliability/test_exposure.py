@@ -115,7 +115,7 @@ def test_read_only_user_cannot_register_or_move_an_alias(stack, monkeypatch):
     auth = stack.auth()
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", auth.username)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", auth.password())
-    admin = MlflowClient(stack.mlflow_uri)
+    admin = MlflowClient(stack.mlflow_uri, registry_uri=stack.mlflow_uri)
     run = admin.create_run(admin.create_experiment("guarded"))
     admin.create_registered_model("guarded")
     version = admin.create_model_version(
@@ -125,7 +125,7 @@ def test_read_only_user_cannot_register_or_move_an_alias(stack, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", READER)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", READER_PASSWORD)
-    reader = MlflowClient(stack.mlflow_uri)
+    reader = MlflowClient(stack.mlflow_uri, registry_uri=stack.mlflow_uri)
     assert reader.get_model_version_by_alias("guarded", "champion").version == version.version
     with pytest.raises(MlflowException, match="403|Permission denied"):
         reader.create_model_version("guarded", f"runs:/{run.info.run_id}/model", run.info.run_id)
@@ -149,7 +149,12 @@ def test_foreign_host_and_cross_origin_writes_are_refused(stack, monkeypatch):
     auth = stack.auth()
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", auth.username)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", auth.password())
-    assert MlflowClient(stack.mlflow_uri).get_experiment_by_name("from-elsewhere") is None
+    assert (
+        MlflowClient(stack.mlflow_uri, registry_uri=stack.mlflow_uri).get_experiment_by_name(
+            "from-elsewhere"
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(

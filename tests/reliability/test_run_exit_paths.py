@@ -78,7 +78,7 @@ def test_run_status_follows_how_the_driver_ends(tracking_server, tmp_path):
         tmp_path, secrets.token_hex(8), MLFLOW_TRACKING_URI=tracking_server.uri
     )
     driver = Path(__file__).with_name("lifecycle_driver.py")
-    client = MlflowClient(tracking_server.uri)
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
     for how, status, code in ENDINGS:
         proc = subprocess.run(
             [sys.executable, str(driver), how, EXPERIMENT],
@@ -91,7 +91,7 @@ def test_run_status_follows_how_the_driver_ends(tracking_server, tmp_path):
 
 
 def test_sigkill_leaves_running_until_the_next_launch_fails_it(tracking_server, tmp_path):
-    client = MlflowClient(tracking_server.uri)
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
     marker = secrets.token_hex(8)
     env = servers.isolated_env(tmp_path, marker, MLFLOW_TRACKING_URI=tracking_server.uri)
     killed = servers.vaepipe_popen(env, tmp_path, *_train_args(tmp_path, "killed", 500))
@@ -121,7 +121,7 @@ def test_sigkill_leaves_running_until_the_next_launch_fails_it(tracking_server, 
 
 
 def test_sigterm_ends_the_run_killed_and_registers_nothing(tracking_server, tmp_path):
-    client = MlflowClient(tracking_server.uri)
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
     marker = secrets.token_hex(8)
     env = servers.isolated_env(tmp_path, marker, MLFLOW_TRACKING_URI=tracking_server.uri)
     proc = servers.vaepipe_popen(env, tmp_path, *_train_args(tmp_path, "terminated", 500))
