@@ -61,7 +61,8 @@ def test_concurrent_registrations_are_distinct_and_crown_the_best(tracking_serve
     assert sorted(v for v, _ in done) == sorted(v.version for v in versions)
     champion = client.get_model_version_by_alias("race", registry.CHAMPION)
     assert float(champion.tags[registry.VAL_LOSS_TAG]) == min(losses)
-    assert [v for v, aliases in done if registry.CHAMPION in aliases] == [champion.version]
+    # An early finisher may have been champion for a moment; the best one always was.
+    assert champion.version in [v for v, aliases in done if registry.CHAMPION in aliases]
 
 
 def test_a_stale_champion_write_is_corrected_by_the_next_registration(tracking_server):
