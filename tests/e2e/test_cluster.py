@@ -1,4 +1,5 @@
-"""The cluster path against real servers: a token-auth Ray head and an MLflow server (SQLite).
+"""The cluster path against real servers: a token-auth Ray head and an MLflow server (PostgreSQL,
+basic auth; jobs log with the credentials the Ray nodes carry).
 
 One local stack for the module. Tests run in file order: train registers the model that
 encode then reads (``models:/NAME@champion``).
