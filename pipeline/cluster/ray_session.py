@@ -17,8 +17,13 @@ from collections.abc import Iterator
 from pipeline.cluster import secrets_files
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Initialize Ray once per process (no-op when already initialized, e.g. in tests).
+
+    ``dashboard``: start a local instance with its dashboard, which serves the State API. Ray
+    Train's placement-group cleaner needs it to free the workers of a run whose controller was
+    killed (a trial stopped by Tune); without it they hold their CPUs until Ray shuts down.
+    """
     import ray
     from ray.data import DataContext
 
@@ -27,13 +32,15 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    # Ray Data logs every execution at INFO through its own handler: quiet unless -v.
+    logging.getLogger("ray.data").setLevel(logging.INFO if _verbose() else logging.WARNING)
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
     # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
     # and the workers' output reach this terminal.
-    verbose = os.environ.get("VAEPIPE_VERBOSE") == "1"
+    verbose = _verbose()
     if address == "local":
         secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
     with _sigterm_handler_kept():
@@ -41,9 +48,13 @@ def ensure_ray(num_cpus: int | None = None) -> None:
             address=address,
             log_to_driver=verbose,
             logging_level=logging.INFO if verbose else logging.WARNING,
-            include_dashboard=False,
+            include_dashboard=dashboard,
             **kwargs,
         )
+
+
+def _verbose() -> bool:
+    return os.environ.get("VAEPIPE_VERBOSE") == "1"
 
 
 @contextlib.contextmanager

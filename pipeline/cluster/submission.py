@@ -36,7 +36,7 @@ FORWARDED_VARS = (
 )  # fmt: skip
 # Set in the submitter's shell but deliberately not forwarded: named so the user knows.
 WITHHELD_PREFIXES = ("MLFLOW_", "VAEPIPE_", "AWS_", "RAY_AUTH_TOKEN")
-SUBMITTABLE = ("train", "encode", "evaluate", "prepare", "sample")
+SUBMITTABLE = ("train", "encode", "evaluate", "prepare", "sample", "tune")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 POLL_S = 1.0
 # Ray's client lets these override the address it is given; vaepipe resolves them itself.

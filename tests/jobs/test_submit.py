@@ -174,8 +174,8 @@ def test_cli_rejects_a_non_submittable_command_in_one_line(capsys):
     assert cli.main(["submit", "--", "ui"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "vaepipe: error: submit runs one of train, encode, evaluate, prepare, sample on the "
-        "cluster, got ui"
+        "vaepipe: error: submit runs one of train, encode, evaluate, prepare, sample, tune "
+        "on the cluster, got ui"
     ]
 
 
@@ -211,3 +211,8 @@ def test_ui_on_a_tracking_server_points_at_it(monkeypatch, capsys):
     assert ui.ui_command("127.0.0.1", 5000) is None
     assert cli.main(["ui"]) == 0
     assert "http://mlflow.example:5000" in capsys.readouterr().out
+
+
+def test_entrypoint_runs_a_sweep():
+    entry = submission.entrypoint(["tune", "--config", "mnist", "--space", "mnist"])
+    assert shlex.split(entry)[3:5] == ["tune", "--config"]

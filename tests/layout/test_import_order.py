@@ -20,7 +20,9 @@ ROOMS = [
     "pipeline.tracking",
     "pipeline.cluster",
     "pipeline.train",
+    "pipeline.tune",
     "pipeline.inference",
+    "pipeline.serving",
     "pipeline.demo",
     "jobs",
 ]

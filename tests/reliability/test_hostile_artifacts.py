@@ -91,7 +91,7 @@ def test_sample_refuses_a_tampered_registered_model(tmp_path, mlflow_tmp_store, 
         pre = Preprocessor(XLayout(SHAPE, "uint8")).to_dict()
         version = registry.log_vae(_tiny_vae(), pre, "hostile", 1.0, "digits")
     artifacts = Path(os.environ["VAEPIPE_ARTIFACT_ROOT"])
-    (weights,) = artifacts.rglob(f"{registry.EXTRA_DIR}/weights.pt")
+    (weights,) = artifacts.rglob(f"{registry.VAE_DIR}/weights.pt")
     marker = tmp_path / "pwned"
     _hostile_pt(weights, marker)
     out = tmp_path / "grid.png"

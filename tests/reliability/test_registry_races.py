@@ -41,7 +41,7 @@ def _register_version(name: str, model_uri: str, val_loss: float) -> tuple[str, 
     """Register ``model_uri`` as a new version of ``name``, then tag it and settle the aliases
     (what ``log_vae`` does after its export)."""
     version = str(mlflow.register_model(model_uri, name).version)
-    return version, registry._set_aliases(name, version, val_loss, "digits")
+    return version, registry._set_aliases(name, version, val_loss, "digits", None)
 
 
 def test_concurrent_registrations_are_distinct_and_crown_the_best(tracking_server):
