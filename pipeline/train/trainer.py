@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -38,6 +39,11 @@ from pipeline.train.worker_config import WorkerConfig
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
 # Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
 CONTROLLER_FAILURE_LIMIT = 2
+# Ray Train's controller takes a worker's report from a one-slot queue when it polls the
+# workers, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default), so an epoch shorter than
+# that waits for the poll: digits epochs took 1.8 s wall for 0.4 s of work (bench/startup.py).
+# Ray Train passes the variable from the driver to its controller; a user's own value wins.
+REPORT_POLL_ENV, REPORT_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,17 @@ def _total_steps(cfg: TrainJobConfig, train_rows: int | None, plan: WorkerPlan) 
     return max(1, train_rows // global_batch) * cfg.train.epochs
 
 
-def _trainer(cfg, source, plan: WorkerPlan, worker: WorkerConfig, run_name: str, storage: str):
+def build_trainer(
+    cfg, source, plan: WorkerPlan, worker: WorkerConfig, run_name: str, storage: str, callbacks=()
+):
+    """The job's ``TorchTrainer``; ``callbacks`` are Ray Train ``UserCallback``s (a sweep's
+    trial passes Tune's report callback)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipeline.train.loop import train_func
 
+    os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     return TorchTrainer(
         train_func,
         train_loop_config=worker,  # typed, not the dict Ray's hint names: passed through as is
@@ -126,8 +137,33 @@ def _trainer(cfg, source, plan: WorkerPlan, worker: WorkerConfig, run_name: str,
                 controller_failure_limit=CONTROLLER_FAILURE_LIMIT,
             ),
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            callbacks=list(callbacks),
         ),
         datasets=dict(source.splits),
+    )
+
+
+def worker_config(
+    cfg: TrainJobConfig,
+    source,
+    preprocessor: Preprocessor,
+    plan: WorkerPlan,
+    run_name: str,
+    storage: str,
+    threads: int | None,
+) -> WorkerConfig:
+    """What every worker gets, hooks aside (the caller adds them: MLflow logging when the job
+    is tracked, progress, its own)."""
+    _fs, root = checkpoints.filesystem_for(storage)
+    train_rows = _count_train_rows(cfg, source)
+    return WorkerConfig(
+        job=cfg,
+        preprocessor=preprocessor,
+        storage_path=storage,
+        run_dir=f"{root}/{run_name}",
+        total_steps=_total_steps(cfg, train_rows, plan),
+        threads=threads,
+        train_rows=train_rows,
     )
 
 
@@ -152,11 +188,11 @@ def _fit_with_progress(trainer, channel: ProgressChannel | None, progress: Progr
         if channel is not None and progress is not None:
             channel.relay(progress)
     if "error" in box:
-        raise _user_facing(box["error"])
+        raise user_facing(box["error"])
     return box["result"]
 
 
-def _user_facing(exc: BaseException) -> BaseException:
+def user_facing(exc: BaseException) -> BaseException:
     """A worker's one-line ``UserError`` (bad data, unusable checkpoints) instead of Ray's
     multi-line wrapper; anything else unchanged."""
     from pipeline.data.ray_errors import find_user_error
@@ -212,14 +248,17 @@ def run_training(
     storage = storage_root(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
-    worker = _worker_config(cfg, source, plan, preprocessor, storage, run_name)
     tracking_uri = store_ready() if store_ready is not None else None
+    if cfg.tracking.enabled:
+        runs.fail_orphaned_runs()  # runs of SIGKILLed launches (their owner is gone)
+    threads = int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None
+    worker = worker_config(cfg, source, preprocessor, plan, run_name, storage, threads)
     channel = ProgressChannel() if progress is not None else None
     hooks = (*((channel.hook(),) if channel is not None else ()), *hooks)
     try:
         if not cfg.tracking.enabled:
             worker = dataclasses.replace(worker, hooks=hooks)
-            trainer = _trainer(cfg, source, plan, worker, run_name, storage)
+            trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
             out = _fit_with_progress(trainer, channel, progress).return_value or {}
             return _result(out, "", cfg.tracking.model_name, "", (), run_name)
         job_key = f"{storage}/{run_name}"
@@ -229,7 +268,7 @@ def run_training(
             # MLflow first: its tracking_seconds then reach the progress events too.
             hooks = (MlflowEpochLogging(run_id, tracking_uri), *hooks)
             worker = dataclasses.replace(worker, hooks=hooks)
-            trainer = _trainer(cfg, source, plan, worker, run_name, storage)
+            trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
             result = _fit_with_progress(trainer, channel, progress)
             out = result.return_value or {}
             vae = _final_vae(cfg, result, storage, run_name)
@@ -247,21 +286,6 @@ def run_training(
         if channel is not None:
             channel.close()
     return _result(out, run_id, version.name, str(version.version), version.aliases, run_name)
-
-
-def _worker_config(cfg, source, plan, preprocessor, storage: str, run_name: str) -> WorkerConfig:
-    """What every worker gets, hooks aside."""
-    _fs, root = checkpoints.filesystem_for(storage)
-    train_rows = _count_train_rows(cfg, source)
-    return WorkerConfig(
-        job=cfg,
-        preprocessor=preprocessor,
-        storage_path=storage,
-        run_dir=f"{root}/{run_name}",
-        total_steps=_total_steps(cfg, train_rows, plan),
-        threads=int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
-        train_rows=train_rows,
-    )
 
 
 # Rows scored to choose the anomaly threshold (a 0.99 quantile is steady from a few thousand).
