@@ -67,13 +67,13 @@ def register(store: Path) -> str:
 def plain(path: Path, model_uri: str, k: int, threads: int) -> tuple[float, float]:
     """(rows/s, mean IS-NLL) of the scorer in this process over the file."""
     from pipeline.inference.latent_encoder import ModelPayload
+    from pipeline.inference.model_data import model_preprocessor
     from pipeline.inference.row_scorer import RowScorer
     from pipeline.tracking.registry import load_vae
 
     loaded = load_vae(model_uri)
-    scorer = RowScorer(
-        ModelPayload.from_vae(loaded.vae, loaded.preprocessor, {}), k, threads=threads
-    )
+    payload = ModelPayload.from_vae(loaded.vae, model_preprocessor(loaded), {})
+    scorer = RowScorer(payload, k, threads=threads)
     t0, rows, total = time.perf_counter(), 0, 0.0
     for batch in pq.ParquetFile(path / "test" / "part-0.parquet").iter_batches(batch_size=256):
         out = scorer(pa.Table.from_batches([batch]))

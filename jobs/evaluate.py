@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from jobs.data_flags import add_data_flags, data_overrides
 from jobs.progress import ProgressLine
 from pipeline.inference.evaluate import DEFAULT_IW_SAMPLES, evaluate_model
 from pipeline.tracking import mlflow_store
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="models:/NAME@ALIAS, /VERSION, m-ID, runs:/…"
     )
-    parser.add_argument("--data", required=True, help="dataset: path, pyarrow URI or builtin")
+    add_data_flags(parser, data_required=True, data_help="dataset: path, pyarrow URI or builtin")
     parser.add_argument("--split", default="test", help="train, val or test (default: test)")
     parser.add_argument(
         "--iw-samples", type=int, default=DEFAULT_IW_SAMPLES, help="importance samples for IS-NLL"
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_model(
             args.model,
             args.data,
+            data_overrides=data_overrides(args),
             split=args.split,
             iw_samples=args.iw_samples,
             anomaly_class=args.anomaly_class,

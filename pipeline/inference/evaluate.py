@@ -3,16 +3,16 @@ anomaly-detection figures (AUROC, AUPRC, ROC image) and disentanglement scores.
 
 The per-row work (k importance samples per row) runs on a pool of Ray actors (``RowScorer``),
 streaming, with each row's samples fixed by its id: one process or a cluster give the same
-numbers. The ELBO terms are averaged over the same k samples as the IS-NLL. The split is
-rebuilt with the training run's ``DataConfig`` when the model stores it and ``--data`` names the
-same source, so "test" means the rows the model never saw.
+numbers. The ELBO terms are averaged over the same k samples as the IS-NLL. The data is read as
+the model was trained (``model_data``): when ``--data`` names the training source, the split is
+rebuilt with the training run's ``DataConfig``, so "test" means the rows the model never saw.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,12 @@ import torch
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
-from pipeline.data.label_filter import without_label_filter
 from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
 from pipeline.inference import anomaly
 from pipeline.inference.disentanglement import disentanglement_scores
 from pipeline.inference.latent_encoder import ModelPayload, plan_encoding
+from pipeline.inference.model_data import check_layout, resolve_model_data
 from pipeline.inference.row_scorer import FIGURES, RowScorer
 from pipeline.tracking.registry import LoadedModel, load_vae
 from vae_core import metrics
@@ -82,6 +82,7 @@ def evaluate_model(
     model_uri: str,
     data: str,
     *,
+    data_overrides: Mapping[str, Any] | None = None,
     split: str = "test",
     iw_samples: int = DEFAULT_IW_SAMPLES,
     anomaly_class: int | None = None,
@@ -104,11 +105,13 @@ def evaluate_model(
     if iw_samples < 1:
         raise UserError(f"--iw-samples must be >= 1, got {iw_samples}")
     loaded = load_vae(model_uri)
-    cfg = _data_config(loaded, data, limit)
+    resolved = resolve_model_data(loaded, data, data_overrides)
+    cfg = resolved.data if limit is None else dataclasses.replace(resolved.data, limit=limit)
     ds, labelled = _split(cfg, split, loaded)
     anomalies = _anomaly_rule(loaded, normal_labels, anomaly_class, labelled, data)
     keep = _factor_columns(ds, data) if disentanglement else ()
-    totals = _accumulate(loaded, ds, batch_size, iw_samples, seed, keep, progress)
+    payload = ModelPayload.from_vae(loaded.vae, resolved.preprocessor, {})
+    totals = _accumulate(payload, ds, batch_size, iw_samples, seed, keep, progress)
     if totals.rows == 0:
         raise UserError(f"split {split!r} of {data} has no rows")
     result = EvalResult(loaded.describe(), data, split, totals.rows, iw_samples, _metrics(totals))
@@ -123,16 +126,6 @@ def evaluate_model(
     return result
 
 
-def _data_config(loaded: LoadedModel, data: str, limit: int | None) -> DataConfig:
-    """The training DataConfig when ``data`` is the training source; defaults otherwise."""
-    stored = loaded.data_config
-    if stored and stored.get("source") == data:
-        cfg = without_label_filter(DataConfig.from_dict(stored))
-    else:
-        cfg = DataConfig(source=data)
-    return dataclasses.replace(cfg, limit=limit) if limit is not None else cfg
-
-
 def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
     from pipeline.data.ingest import open_source
 
@@ -141,17 +134,12 @@ def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
         src = open_source(cfg)
     if split not in src.splits:
         raise UserError(f"unknown split {split!r}; choose one of {sorted(src.splits)}")
-    expected = tuple(loaded.vae.cfg.input_shape)
-    if tuple(src.layout.shape) != expected:
-        raise UserError(
-            f"model {loaded.uri} expects samples of shape {list(expected)}, "
-            f"but {cfg.source} has shape {list(src.layout.shape)}"
-        )
+    check_layout(loaded, src.layout, cfg.source)
     return src.splits[split], src.has_labels
 
 
 def _accumulate(
-    loaded: LoadedModel,
+    payload: ModelPayload,
     ds: Any,
     batch_size: int,
     k: int,
@@ -164,7 +152,6 @@ def _accumulate(
     from ray.data import ActorPoolStrategy
 
     plan = plan_encoding(ray.cluster_resources())
-    payload = ModelPayload.from_vae(loaded.vae, loaded.preprocessor, {})
     scored = ds.map_batches(
         RowScorer,
         fn_constructor_kwargs={

@@ -16,9 +16,9 @@ import pyarrow as pa
 import torch
 
 from pipeline.data import schema
-from pipeline.data.batches import to_torch_batch
+from pipeline.data.batches import Preprocessor, to_torch_batch
 from pipeline.data.hashing import id_hash
-from pipeline.inference.latent_encoder import ModelPayload, fixed_list, inference_preprocessor
+from pipeline.inference.latent_encoder import ModelPayload, fixed_list
 from vae_core import objectives
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
@@ -45,7 +45,7 @@ class RowScorer:
         self.vae = VAE(ModelConfig.from_dict(payload.model_config))
         self.vae.load_state_dict(payload.state_dict)
         self.vae.to(self.device).eval()
-        self.pre = inference_preprocessor(payload.preprocessor)
+        self.pre = Preprocessor.from_dict(payload.preprocessor)  # deterministic already
         self.k, self.seed, self.keep = k, seed, keep
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -124,21 +124,36 @@ def test_missing_token_path_is_a_user_error(no_token_env, monkeypatch):
         submission.resolve_token()
 
 
-def test_forwarded_env_carries_mlflow_and_vaepipe_settings_but_no_ray_token():
-    env = submission.forwarded_env(
-        {
-            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-            "MLFLOW_EXPERIMENT_NAME": "exp",
-            "VAEPIPE_MNIST_DIR": "/data/mnist",
-            "RAY_AUTH_TOKEN": "secret",
-            "HOME": "/home/me",
-        }
-    )
-    assert env == {
+SUBMITTER_ENV = {
+    "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "MLFLOW_EXPERIMENT_NAME": "exp",
+    "VAEPIPE_MNIST_DIR": "/data/mnist",
+    "MLFLOW_TRACKING_PASSWORD": "hunter22hunter22",
+    "MLFLOW_TRACKING_TOKEN": "tok",
+    "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "RAY_AUTH_TOKEN": "secret",
+    "HOME": "/home/me",
+}
+
+
+def test_forwarded_env_is_an_allow_list_without_credentials():
+    assert submission.forwarded_env(SUBMITTER_ENV) == {
         "MLFLOW_TRACKING_URI": "http://mlflow:5000",
         "MLFLOW_EXPERIMENT_NAME": "exp",
         "VAEPIPE_MNIST_DIR": "/data/mnist",
     }
+
+
+def test_withheld_variables_are_named_not_shown():
+    withheld = submission.withheld_vars(SUBMITTER_ENV)
+    assert withheld == [
+        "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN", "RAY_AUTH_TOKEN",
+    ]  # fmt: skip
+    note = submission.forwarding_note(submission.forwarded_env(SUBMITTER_ENV), withheld)
+    assert "\n" not in note and "hunter22" not in note and "aws-secret" not in note
+    assert note.startswith("forwarding MLFLOW_EXPERIMENT_NAME, MLFLOW_TRACKING_URI, ")
 
 
 def test_forwarded_env_always_names_the_tracking_store(monkeypatch, tmp_path):

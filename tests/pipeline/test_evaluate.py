@@ -38,7 +38,7 @@ def test_row_scorer_figures_do_not_depend_on_the_batch():
 
     torch.manual_seed(0)
     vae = VAE(ModelConfig(input_shape=SHAPE, latent_dim=3, hidden_sizes=(16,))).eval()
-    pre = Preprocessor(XLayout(SHAPE, "uint8"), binarize="dynamic").to_dict()
+    pre = Preprocessor(XLayout(SHAPE, "uint8"), binarize="static")
     x = np.random.default_rng(0).integers(0, 17, size=(10, *SHAPE), dtype=np.uint8)
     table = pa.table({"id": pa.array(np.arange(10, dtype=np.int64)), "x": encode_x(x)})
     scorer = RowScorer(ModelPayload.from_vae(vae, pre, {}), k=50, seed=3)
