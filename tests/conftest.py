@@ -1,4 +1,5 @@
-"""Shared fixtures: MLflow in a temporary SQLite store, one local Ray per module, real MNIST."""
+"""Shared fixtures: MLflow in a temporary SQLite store, one local Ray per module, real MNIST,
+and a private PostgreSQL cluster for the tracking servers of the e2e and reliability tiers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pg_cluster
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +126,14 @@ def bucket(s3_env) -> str:
     fs, _ = pafs.FileSystem.from_uri(f"s3://{name}?allow_bucket_creation=true")
     fs.create_dir(name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> pg_cluster.PgCluster:
+    """One private PostgreSQL cluster per session; tests that need it skip where it can't run."""
+    reason = pg_cluster.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = pg_cluster.start()
+    yield cluster
+    pg_cluster.stop(cluster)

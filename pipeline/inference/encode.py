@@ -1,8 +1,9 @@
 """Batch encoding: a registered model turns a dataset into latent Parquet, exactly once.
 
-    load model (registry, no unpickling) → check output and shapes → read rows (Ray Data,
-    streaming) → LatentEncoder actors → write tasks into a staging location → verify (files,
-    rows, distinct ids) → commit (_SUCCESS)
+    load model (registry, no unpickling) → read the data as the model was trained
+    (``model_data``) → check output and shapes → read rows (Ray Data, streaming) →
+    LatentEncoder actors → write tasks into a staging location → verify (files, rows,
+    distinct ids) → commit (_SUCCESS)
 
 The output is a local folder or any pyarrow filesystem URI (``s3://…``): see
 ``pipeline.data.staged_output`` for how each is committed exactly once.
@@ -12,10 +13,11 @@ Every check that can fail on user input runs before any row is read or any file 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import pyarrow as pa
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
+from pipeline.data.batches import Preprocessor
 from pipeline.data.filesystems import Location, check_shared, is_uri
 from pipeline.data.output_check import verify_staged
 from pipeline.data.parquet_files import Progress, collect, file_name, write_file
@@ -38,13 +41,15 @@ from pipeline.inference.latent_encoder import (
     plan_encoding,
     rows_per_file,
 )
+from pipeline.inference.model_data import check_layout, resolve_model_data
 from pipeline.tracking.registry import LoadedModel, load_vae, vaepipe_version
 
 log = logging.getLogger(__name__)
 
-
 DEFAULT_BATCH_SIZE = 2048
 MANIFEST_FORMAT = 1
+PROGRESS_POLL_S = 1.0
+
 
 
 @dataclass
@@ -60,27 +65,30 @@ class EncodeResult:
 
 def encode_dataset(
     model_uri: str,
-    data: str | DataConfig,
+    data: str,
     out: str | Path,
     *,
+    data_overrides: Mapping[str, Any] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     with_z: bool = False,
     overwrite: bool = False,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> EncodeResult:
-    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``.
+    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``; the data is
+    read as the model was trained, but for ``data_overrides`` (``model_data``).
 
     ``progress(rows_done, rows_total)`` is called as latent files are finished (rows in them;
-    the total is None unless the source knows it).
+    the total is None unless the source knows it, e.g. Parquet).
     """
     start = time.perf_counter()
-    cfg = _data_config(data)
     staged = open_output(out)
-    _check_not_inside_input(staged.location, cfg.source)
+    _check_not_inside_input(staged.location, data)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_vae(model_uri)
+    resolved = resolve_model_data(loaded, data, data_overrides)
+    cfg = _every_row(resolved.data)
     with staged.locked():
         staged.recover()
         existing = staged.existing()
@@ -88,9 +96,11 @@ def encode_dataset(
             return _already_done(existing, staged.out, loaded, cfg.source, with_z, start)
         staged.check_writable()
         src = _open(cfg)
-        _check_shapes(loaded, src.layout, cfg.source)
+        check_layout(loaded, src.layout, cfg.source)
         plan = _plan(threads)
-        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z, progress)
+        manifest = _write_and_commit(
+            staged, src, loaded, resolved.preprocessor, plan, batch_size, with_z, progress
+        )
     seconds = time.perf_counter() - start
     log.info("encoded %d rows into %s in %.1fs", manifest["rows"], staged.out, seconds)
     return EncodeResult(
@@ -108,6 +118,7 @@ def _write_and_commit(
     staged: Any,
     src: _Whole,
     loaded: LoadedModel,
+    preprocessor: Preprocessor,
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
@@ -119,9 +130,10 @@ def _write_and_commit(
         check_shared(staging, "output")
         with user_errors():
             meta = _file_metadata(loaded, src.source)
-            records = _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
-            files = collect(records, src.expected_rows(), progress)
-            verify_staged(staging, files, src.expected_rows(), src.source)
+            payload = ModelPayload.from_vae(loaded.vae, preprocessor, meta)
+            records = _run(src.dataset(), staging, payload, plan, batch_size, with_z)
+            files = collect(records, src.rows, progress)
+            verify_staged(staging, files, src.rows, src.source)
         committed = [
             {"path": staged.relative(f.path), "rows": f.rows, "bytes": f.bytes} for f in files
         ]
@@ -138,11 +150,9 @@ def _write_and_commit(
 # ----------------------------------------------------------------------------- checks
 
 
-def _data_config(data: str | DataConfig) -> DataConfig:
-    # Encoding wants every row: no validation or test rows held out.
-    if isinstance(data, DataConfig):
-        return data
-    return DataConfig(source=data, val_fraction=0.0, test_fraction=0.0)
+def _every_row(cfg: DataConfig) -> DataConfig:
+    # Encoding wants every row: no validation or test rows held out, no training-time cap.
+    return dataclasses.replace(cfg, val_fraction=0.0, test_fraction=0.0, limit=None)
 
 
 def _check_not_inside_input(out: Location, source: str) -> None:
@@ -153,20 +163,6 @@ def _check_not_inside_input(out: Location, source: str) -> None:
     dst = Path(out.path).resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise UserError(f"output {out} overlaps the input {src}; write it somewhere else")
-
-
-def _check_shapes(loaded: LoadedModel, layout: Any, source: str) -> None:
-    expected = tuple(loaded.vae.cfg.input_shape)
-    if tuple(layout.shape) != expected:
-        raise UserError(
-            f"model {loaded.uri} expects samples of shape {list(expected)}, "
-            f"but {source} has shape {list(layout.shape)}"
-        )
-    stored = (loaded.preprocessor.get("layout") or {}).get("dtype")
-    if stored is not None and stored != layout.dtype:
-        raise UserError(
-            f"model {loaded.uri} was trained on {stored} samples, but {source} holds {layout.dtype}"
-        )
 
 
 def _already_done(
@@ -219,6 +215,14 @@ class _Whole:
     source: str
     limit: int | None
 
+    @property
+    def rows(self) -> int | None:
+        """Rows to encode when known without reading them (for progress), else None."""
+        known = self.plan.rows
+        if self.limit is None:
+            return known
+        return self.limit if known is None else min(known, self.limit)
+
     def dataset(self) -> Any:
         """All rows, each read once: every read unit of every split, no carving.
 
@@ -231,12 +235,6 @@ class _Whole:
         # small object store share, where big blocks stall reads (bench/encode.py: 0.76 -> 0.48).
         ds = units_dataset(units, self.plan.read, units_per_task=1)
         return ds.limit(self.limit) if self.limit is not None else ds
-
-    def expected_rows(self) -> int | None:
-        """Rows a complete encoding holds, by the source's own metadata (None: unknown)."""
-        if self.plan.rows is None or self.limit is None:
-            return self.plan.rows
-        return min(self.plan.rows, self.limit)
 
 
 def _open(cfg: DataConfig) -> _Whole:
@@ -259,8 +257,7 @@ def _plan(threads: int | None) -> EncodePlan:
 def _run(
     ds: Any,
     staging: Location,
-    loaded: LoadedModel,
-    meta: dict[bytes, bytes],
+    payload: ModelPayload,
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
@@ -268,7 +265,6 @@ def _run(
     """Encode every row and write the latent files; a record per file, as each is finished."""
     from ray.data import ActorPoolStrategy
 
-    payload = ModelPayload.from_vae(loaded.vae, loaded.preprocessor, meta)
     encoded = ds.map_batches(
         LatentEncoder,
         fn_constructor_kwargs={
@@ -283,7 +279,7 @@ def _run(
         num_cpus=plan.cpus_per_actor,
         num_gpus=plan.gpus_per_actor or None,
     )
-    latent_dim = int(loaded.vae.cfg.latent_dim)
+    latent_dim = int(payload.model_config["latent_dim"])
     per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)
     records = encoded.map_batches(
         write_latents,
