@@ -8,6 +8,7 @@ from typing import Any
 
 BINARIZE_MODES = ("none", "static", "dynamic")
 BUILTIN_SOURCES = ("digits", "shapes", "mnist")
+NUMERIC_COLUMNS = "numeric"  # data.columns: every numeric column but the id and the label
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class DataConfig:
     mnist."""
     column: str | None = None
     """Data column of a Parquet source; None detects it (``x``, else the only array column)."""
+    columns: tuple[str, ...] | str | None = None
+    """Tabular Parquet: feature columns (one number each) assembled into float32 samples, or
+    ``numeric`` for every numeric column but the id and label; excludes ``column``."""
     id_column: str = "id"
     """Column holding stable unique row ids; derived from file and row position when absent."""
     label_column: str = "label"
@@ -39,12 +43,17 @@ class DataConfig:
     """Number of rows of the procedural ``shapes`` dataset."""
     shapes_resolution: int = 64
     """Side in pixels of ``shapes`` images (64 like dSprites; 28 for the 1M-row bench)."""
+    cache_share: float = 0.25
+    """Training reads the train split once and keeps it in the Ray object store when it takes at
+    most this share of the store (then every epoch reshuffles all rows in memory); bigger splits
+    stream with a per-epoch order. 0: always stream."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValueError(f"data.source must be a non-empty string, got {self.source!r}")
         if self.column is not None and not self.column:
             raise ValueError("data.column must be a column name or null, got ''")
+        self._check_columns()
         for name in ("id_column", "label_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"data.{name} must be a non-empty string")
@@ -65,6 +74,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be in [0, 1), got {value}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("data.val_fraction + data.test_fraction must be < 1")
+        if not isinstance(self.cache_share, int | float) or not 0.0 <= self.cache_share <= 1.0:
+            raise ValueError(f"data.cache_share must be in [0, 1], got {self.cache_share!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit <= 0):
             raise ValueError(f"data.limit must be a positive int or null, got {self.limit!r}")
         if not isinstance(self.shapes_rows, int) or self.shapes_rows <= 0:
@@ -74,6 +85,21 @@ class DataConfig:
                 "data.shapes_resolution must be an int in [8, 1024], "
                 f"got {self.shapes_resolution!r}"
             )
+
+    def _check_columns(self) -> None:
+        cols = self.columns
+        if cols is None or cols == NUMERIC_COLUMNS:
+            pass
+        elif isinstance(cols, str) or not all(isinstance(c, str) and c for c in cols) or not cols:
+            raise ValueError(
+                f"data.columns must be a list of column names or {NUMERIC_COLUMNS!r}, got {cols!r}"
+            )
+        elif len(set(cols)) != len(cols):
+            raise ValueError(f"data.columns names a column twice: {list(cols)}")
+        else:
+            object.__setattr__(self, "columns", tuple(cols))
+        if cols is not None and self.column is not None:
+            raise ValueError("data.column and data.columns exclude each other")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
@@ -92,4 +118,6 @@ class DataConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if out["image_size"] is not None:
             out["image_size"] = list(out["image_size"])
+        if isinstance(out["columns"], tuple):
+            out["columns"] = list(out["columns"])
         return out

@@ -102,7 +102,7 @@ def _write_and_commit(
     staging = staged.begin()
     try:
         with user_errors():
-            meta = _file_metadata(loaded, src.source)
+            meta = _file_metadata(loaded, src.source, src.digest)
             _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
         manifest = _manifest(_staged_files(staging), loaded, src.source, with_z)
         staged.commit(manifest)
@@ -195,6 +195,7 @@ class _Whole:
     layout: Any
     source: str
     limit: int | None
+    digest: str = ""
 
     def dataset(self) -> Any:
         """All rows, each read once: every read unit of every split, no carving.
@@ -211,11 +212,12 @@ class _Whole:
 
 
 def _open(cfg: DataConfig) -> _Whole:
+    from pipeline.data.lineage import source_digest
     from pipeline.data.sources import plan_source
 
     with user_errors():
         plan = plan_source(cfg)
-    return _Whole(plan, plan.layout, cfg.source, cfg.limit)
+    return _Whole(plan, plan.layout, cfg.source, cfg.limit, source_digest(cfg, plan))
 
 
 def _plan(threads: int | None) -> EncodePlan:
@@ -258,12 +260,14 @@ def _run(
     encoded.write_parquet(str(staging), min_rows_per_file=per_file)
 
 
-def _file_metadata(loaded: LoadedModel, source: str) -> dict[bytes, bytes]:
+def _file_metadata(loaded: LoadedModel, source: str, digest: str) -> dict[bytes, bytes]:
     return {
         schema.META_MODEL: json.dumps(loaded.describe()).encode(),
         schema.META_LATENT_DIM: str(int(loaded.vae.cfg.latent_dim)).encode(),
         schema.META_SOURCE: source.encode(),
         schema.META_VERSION: vaepipe_version().encode(),
+        schema.META_DATA_DIGEST: digest.encode(),
+        schema.META_TRAIN_DIGEST: (loaded.data_digest or "").encode(),
     }
 
 

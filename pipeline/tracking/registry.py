@@ -71,6 +71,7 @@ class LoadedModel:
     uri: str
     model_id: str | None = None
     data_config: dict[str, Any] | None = None  # the training DataConfig, when stored
+    data_digest: str | None = None  # the training data's digest, when stored
 
     def describe(self) -> dict[str, Any]:
         """Plain-JSON identity of the model (Parquet metadata, manifests, MLflow tags)."""
@@ -114,11 +115,13 @@ def log_vae(
     val_loss: float,
     data_source: str,
     data_config: dict[str, Any] | None = None,
+    data_digest: str | None = None,
 ) -> RegisteredVersion:
     """Log ``vae`` to the active MLflow run, register a new version and move the aliases.
 
     ``data_config`` (optional, ``DataConfig.to_dict()``) lets ``vaepipe evaluate`` rebuild the
-    exact validation/test split the model was trained with.
+    exact validation/test split the model was trained with; ``data_digest`` names the data
+    (``pipeline.data.lineage``), so encode outputs can say what the model learned from.
     """
     import mlflow
 
@@ -132,6 +135,7 @@ def log_vae(
             "preprocessor": preprocessor,
             "data_source": data_source,
             "data_config": data_config,
+            "data_digest": data_digest,
         }
         save_model(vae, save_dir, extra=extra)
         info = _log_exported(vae, save_dir, registered_name, val_loss, data_source)
@@ -277,6 +281,7 @@ def load_vae(uri: str) -> LoadedModel:
         uri=uri,
         model_id=resolved.model_id,
         data_config=extra.get("data_config"),
+        data_digest=extra.get("data_digest"),
     )
 
 

@@ -15,6 +15,8 @@ are plain torch (``pipeline.train.epochs``).
     threads        torch threads per worker (None: local cores / local workers)
     fault          test hook: {"marker", "rank", "after_epoch"}; a worker exits once
     gate           bench hook: an ``EpochGate`` directory; epochs wait for it to open them
+    train_order    ``TrainOrder``: each epoch's training rows (hot and reshuffled, or streamed
+                   in a per-epoch unit order)
 """
 
 from __future__ import annotations
@@ -182,6 +184,7 @@ class _Worker:
         self.image_seconds = 0.0  # spent on image grids so far (see IMAGE_TIME_SHARE)
         self.images_epoch: int | None = None
         self.gate = EpochGate(config["gate"]) if config.get("gate") else None
+        self.train_order = config.get("train_order")
 
     def _restore(self, latest) -> LoopState:
         fs, _ = checkpoints.filesystem_for(self.config["storage_path"])
@@ -200,8 +203,11 @@ class _Worker:
 
     def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
         t = self.job.train
+        data = self.shards[split]
+        if train and self.train_order is not None:
+            data = self.train_order.epoch_data(data, epoch, self.rank, self.world)
         for batch in iter_torch_batches(
-            self.shards[split],
+            data,
             batch_size=t.batch_size if train else EVAL_BATCH,
             preprocessor=self.preprocessor,
             device=self.device,

@@ -217,12 +217,13 @@ def run_training(
     import mlflow
     import ray
 
-    from pipeline.data.ingest import open_source
+    from pipeline.data.train_order import open_training_source, split_rows
+    from pipeline.tracking.datasets import log_inputs
     from pipeline.tracking.registry import log_vae
 
     tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
     ensure_ray()
-    source = open_source(cfg.data)
+    source, order = open_training_source(cfg.data, cfg.train.seed)
     cfg = with_input_shape(cfg, source.layout)
     preprocessor = build_preprocessor(cfg, source)
     plan = plan_workers(cfg.scaling, ray.cluster_resources())
@@ -241,6 +242,7 @@ def run_training(
         "threads": int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
         "fault": fault,
         "gate": gate,
+        "train_order": order,
     }
     if not cfg.tracking.enabled:
         trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
@@ -250,6 +252,7 @@ def run_training(
     run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
     with runs.tracked_run(run_id):
         runs.log_job_config(run_id, cfg.to_dict(), config_file)
+        log_inputs(run_id, cfg.data.source, source.digest, split_rows(source, order))
         loop_config["run_id"] = run_id
         trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
         result = _fit_with_progress(trainer, run_id, progress)
@@ -263,6 +266,7 @@ def run_training(
                 out["best_val_loss"],
                 cfg.data.source,
                 data_config=cfg.data.to_dict(),
+                data_digest=source.digest,
             )
     return _result(out, run_id, version.name, str(version.version), version.aliases, run_name)
 

@@ -40,6 +40,8 @@ class SourcePlan:
     layout: XLayout
     has_labels: bool
     description: str
+    rows: dict[str, int] | None = None
+    """Rows per split the source has itself, when known without reading the data."""
 
 
 def rows_table(

@@ -32,4 +32,5 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=XLayout((1, 8, 8), "uint8"),
         has_labels=True,
         description="scikit-learn digits (1797 rows of 8x8)",
+        rows={"train": 1797},
     )
