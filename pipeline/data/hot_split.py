@@ -79,6 +79,7 @@ class _Blocks:
         if tables and schema.LABEL in tables[0].column_names:
             self.labels = [t.column(schema.LABEL).to_numpy() for t in tables]
         self.starts = np.cumsum([0] + [len(x) for x in self.x])  # (blocks + 1,)
+        self.nbytes = sum(t.nbytes for t in tables)  # held in the object store
 
     @property
     def rows(self) -> int:

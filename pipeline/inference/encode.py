@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ def encode_dataset(
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_vae(model_uri)
+    cfg = _with_model_columns(cfg, data, loaded.data_config)
     with staged.locked():
         staged.recover()
         existing = staged.existing()
@@ -120,6 +121,15 @@ def _data_config(data: str | DataConfig) -> DataConfig:
     if isinstance(data, DataConfig):
         return data
     return DataConfig(source=data, val_fraction=0.0, test_fraction=0.0)
+
+
+def _with_model_columns(cfg: DataConfig, data: Any, trained: dict[str, Any] | None) -> DataConfig:
+    """A plain ``--data`` path reads the columns the model was trained on (tabular features,
+    a named data column, id and label columns); an explicit DataConfig is kept as given."""
+    if not isinstance(data, str) or not trained:
+        return cfg
+    keys = ("column", "columns", "id_column", "label_column")
+    return replace(cfg, **{k: trained[k] for k in keys if k in trained})
 
 
 def _check_not_inside_input(out: Path, source: str) -> None:

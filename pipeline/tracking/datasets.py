@@ -31,9 +31,14 @@ def _dataset(uri: str, name: str, digest: str, rows: int) -> Any:
     from mlflow.data.meta_dataset import MetaDataset
 
     class SplitDataset(MetaDataset):
+        """A MetaDataset whose profile (shown in the MLflow UI) is the split's row count."""
+
         @property
         def profile(self) -> Any:
             return {"num_rows": rows}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
 
     return SplitDataset(_source(uri), name=name, digest=digest)
 
