@@ -14,14 +14,12 @@ count for all, medians reported. Last line of output: one JSON object with the f
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from common import interleaved, parser, ratio_of_medians_per_round, run
 from torch import Tensor, nn
 
 from vae_core import VAE, ModelConfig, ObjectiveConfig, OptimConfig, build_optimizer, train_step
@@ -110,49 +108,12 @@ def make_matmul_step(batch_size: int) -> Callable[[], None]:
     return run
 
 
-# ---- timing ------------------------------------------------------------------------------------
-
-
-def interleaved(
-    contenders: dict[str, Callable[[], None]],
-    rounds: int,
-    steps: int,
-    warmup_rounds: int,
-    budget_s: float,
-) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one figure per kept round; order alternates by round.
-
-    Stops early (after at least 5 kept rounds) once ``budget_s`` is spent, so a loaded machine
-    gives fewer rounds rather than an endless run.
-    """
-    names = list(contenders)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    start = time.perf_counter()
-    for r in range(warmup_rounds + rounds):
-        kept = r - warmup_rounds
-        if kept >= 5 and time.perf_counter() - start > budget_s:
-            break
-        for name in names if r % 2 == 0 else reversed(names):
-            fn = contenders[name]
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            if r >= warmup_rounds:
-                times[name].append((time.perf_counter() - t0) / steps)
-    return times
-
-
-def ratio_of_medians_per_round(a: list[float], b: list[float]) -> float:
-    """Median over rounds of a[r] / b[r]: adjacent measurements share the machine's load."""
-    return statistics.median(x / y for x, y in zip(a, b, strict=True))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--budget", type=float, default=90.0, help="seconds for all rounds")
-    args = parser.parse_args()
+def main() -> dict:
+    p = parser(__doc__)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--budget", type=float, default=90.0, help="seconds for all rounds")
+    args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result: dict[str, float | int | str] = {"threads": args.threads, "torch": torch.__version__}
@@ -200,8 +161,8 @@ def main() -> None:
             f"efficiency {result[f'flops_efficiency_bs{bs}']:.3f}"
             + (" (target >= 0.7)" if bs == 512 else "")
         )
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

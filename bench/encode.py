@@ -26,10 +26,7 @@ Last line: one JSON object.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -42,6 +39,8 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from common import abba, median, parser, run  # noqa: E402
 
 from pipeline.data import schema  # noqa: E402
 from pipeline.data.schema import encode_x  # noqa: E402
@@ -182,8 +181,8 @@ class PeakSampler(threading.Thread):
 # ----------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> dict:
+    p = parser(__doc__)
     p.add_argument("--rows", type=int, default=1_700_000, help="rows of the dataset")
     p.add_argument("--rounds", type=int, default=3, help="rounds per contender, incl. warm-up")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -223,8 +222,7 @@ def main() -> None:
     sampler = PeakSampler()
     sampler.start()
     for r in range(args.rounds):
-        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
-        for name in order:
+        for name in abba(list(contenders), r):
             sampler.active = name == "pipeline"
             start = time.perf_counter()
             rows = contenders[name](uri, data, work / f"out-{name}", args.batch_size, threads)
@@ -233,8 +231,8 @@ def main() -> None:
             if r > 0 or args.rounds == 1:
                 rates[name].append(rate)
     peak = sampler.stop()
-    pipeline_rate = statistics.median(rates["pipeline"])
-    plain_rate = statistics.median(rates["plain"])
+    pipeline_rate = median(rates["pipeline"])
+    plain_rate = median(rates["plain"])
     data_bytes = sum(f.stat().st_size for f in data.glob("*.parquet"))
     result = {
         "pipeline_rows_per_s": round(pipeline_rate),
@@ -253,8 +251,8 @@ def main() -> None:
         "seconds": round(time.perf_counter() - t0),
     }
     ray.shutdown()
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -2,29 +2,28 @@
 
 Both produce the same thing, (B, 1, 28, 28) float32 torch batches scaled to [0, 1] with ids and
 labels, at the same batch size: the pipeline as training reads it (``open_training_source``, then
-each pass is one epoch of ``TrainOrder.epoch_data`` + ``iter_torch_batches``: hot splits are
-gathered in a fresh whole-split permutation, streamed ones read in a fresh row-group order and
+each pass is one epoch of ``TrainOrder.epoch_data`` + ``iter_torch_batches``: a hot split is
+gathered in a fresh whole-split permutation, a streamed one read in a fresh row-group order and
 mixed in the read tasks), the baseline through ``pq.ParquetFile.iter_batches`` +
-``np.frombuffer`` → torch in file order. Runs are interleaved (order alternating), the first
-round is warm-up and discarded, and medians are reported. Steady state counts rows/s from each
-pass's first batch on; the whole pass also pays the start-up (Ray Data's ~0.2 s per streamed
-pass). The hot split's one-time read (``hot_setup_s``) is reported apart: training pays it once.
-Datasets: MNIST train (60k) and 1M procedural shapes at 28×28, both made by
-``vaepipe prepare`` and cached under ``./.vaepipe/bench``; the 1M set runs twice, with the
-default ``data.cache_share`` and forced to stream (``cache_share=0``). Peak memory: this
-process's max RSS (it is the consumer, like a training worker) and the hot blocks' bytes in the
-object store. It also measures the storage-layout choice: decoding fixed_size_binary vs
-fixed_size_list / list<uint8> columns from Parquet.
+``np.frombuffer`` → torch in file order. Runs are interleaved (ABBA), the first round is warm-up
+and discarded, and medians are reported. Steady state counts rows/s from each pass's first batch
+on; the whole pass also pays the start-up (Ray Data's ~0.2 s per streamed pass). A hot split's
+one-time read (``hot_setup_s``) is reported apart: training pays it once per run.
+Datasets: MNIST train (60k) and 1M procedural shapes at 28×28, both made by ``vaepipe prepare``
+and cached under ``./.vaepipe/bench``; the 1M set runs twice, with ``--cache-share`` (default
+``data.cache_share``) and forced to stream (``cache_share=0``). Peak memory: this process's max
+RSS (it is the consumer, as a training worker is) and the hot blocks' bytes in the object store.
+It also measures the storage-layout choice: decoding fixed_size_binary vs fixed_size_list /
+list<uint8> columns from Parquet.
 
 Usage: python bench/ingest.py [--rounds 4] [--batch-size 256] [--shapes-rows 1000000]
+       [--cache-share 0.25]
 Last line: one JSON object.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import resource
 import statistics
@@ -40,11 +39,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import abba, median, parser, run  # noqa: E402
+
 from jobs.cli import main as cli_main  # noqa: E402
 from pipeline.config.data import DataConfig  # noqa: E402
 from pipeline.data.batches import Preprocessor, iter_torch_batches  # noqa: E402
 from pipeline.data.schema import XLayout, decode_x  # noqa: E402
-from pipeline.data.train_order import TrainOrder, open_training_source  # noqa: E402
+from pipeline.data.train_order import open_training_source  # noqa: E402
 
 MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
@@ -86,13 +87,8 @@ class Pipeline:
         self.pre = Preprocessor(self.source.layout)
         self.epoch = 0
 
-    @property
-    def order_mode(self) -> str:
-        return self.order.mode
-
     def scan(self, batch_size: int) -> tuple[int, float]:
-        order: TrainOrder = self.order
-        data = order.epoch_data(self.source.splits["train"], self.epoch)
+        data = self.order.epoch_data(self.source.splits["train"], self.epoch)
         self.epoch += 1
         rows, first = 0, None
         for b in iter_torch_batches(data, batch_size, self.pre):
@@ -115,8 +111,7 @@ def compare(directory: Path, rounds: int, batch_size: int, share: float) -> dict
     pipeline = Pipeline(directory, share)
     raw, pipe = [], []
     for r in range(rounds):
-        order = [("raw", raw), ("pipe", pipe)] if r % 2 == 0 else [("pipe", pipe), ("raw", raw)]
-        for kind, out in order:
+        for kind, out in abba([("raw", raw), ("pipe", pipe)], r):
             if kind == "raw":
                 rate = timed(raw_scan, files, batch_size, (1, 28, 28))
             else:
@@ -126,11 +121,11 @@ def compare(directory: Path, rounds: int, batch_size: int, share: float) -> dict
         print(f"  {directory.name} round {r}: raw {raw[-1:]} pipe {pipe[-1:]}", flush=True)
 
     def med(rates: list[tuple[float, float]], i: int) -> float:
-        return statistics.median(r[i] for r in rates)
+        return median([r[i] for r in rates])
 
     hot = pipeline.order.hot
     return {
-        "mode": pipeline.order_mode,
+        "mode": pipeline.order.mode,
         "hot_setup_s": pipeline.setup_s if hot is not None else 0.0,
         "hot_store_mb": hot.blocks().nbytes / 2**20 if hot is not None else 0.0,
         "pipeline_rows_s": round(med(pipe, 1)),
@@ -175,13 +170,13 @@ def _rounded(v):
     return round(v, 3) if isinstance(v, float) else v
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> dict:
+    ap = parser(__doc__)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--shapes-rows", type=int, default=1_000_000)
     ap.add_argument("--cache", type=Path, default=Path(".vaepipe/bench"))
-    ap.add_argument("--cache-share", type=float, default=DataConfig.cache_share)
+    ap.add_argument("--cache-share", type=float, default=DataConfig().cache_share)
     args = ap.parse_args()
 
     import ray
@@ -214,8 +209,8 @@ def main() -> None:
         **{name: {k: _rounded(v) for k, v in r.items()} for name, r in results.items()},
         "layout_decode_time_vs_fixed_size_binary": layout,
     }
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

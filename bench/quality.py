@@ -18,11 +18,12 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from common import parser, run
 
 MNIST = Path(
     os.environ.get("VAEPIPE_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist")
@@ -31,7 +32,7 @@ ANCHOR_NATS = 86.76
 
 
 def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--k", type=int, default=5000, help="importance samples per test example")
     p.add_argument(
@@ -41,7 +42,7 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def main() -> None:
+def main() -> dict:
     args = parse()
     from pipeline.config.job import load_job_config
     from pipeline.train.trainer import run_training
@@ -76,8 +77,8 @@ def main() -> None:
         "mlflow_tracking_uri": os.environ["MLFLOW_TRACKING_URI"],
         "model_uri": f"models:/{result.model_name}/{result.version}",
     }
-    print(json.dumps(figures))
+    return figures
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

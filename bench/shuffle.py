@@ -18,8 +18,6 @@ Last line: one JSON object.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -30,6 +28,8 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from common import parser, run  # noqa: E402
 
 from jobs.cli import main as cli_main  # noqa: E402
 
@@ -97,8 +97,8 @@ def compare(own: Path, sorted_: Path, epochs: int, share: float, tmp: str) -> di
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> dict:
+    ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--streaming", action="store_true", help="also train with cache_share=0")
     ap.add_argument("--cache", type=Path, default=Path(".vaepipe/bench"))
@@ -110,9 +110,8 @@ def main() -> None:
     if args.streaming:
         results["streaming"] = compare(own, sorted_, args.epochs, 0.0, tmp)
     worst = max(r["relative_gap"] for r in results.values())
-    summary = {"relative_gap": worst, "target": TARGET, "epochs": args.epochs, **results}
-    print(json.dumps(summary))
+    return {"relative_gap": worst, "target": TARGET, "epochs": args.epochs, **results}
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

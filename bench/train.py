@@ -31,12 +31,13 @@ import time
 T_START = time.time()  # "the command": before the heavy imports
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from common import abba, paired, parser, run  # noqa: E402
 
 MNIST = Path(
     os.environ.get("VAEPIPE_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist")
@@ -44,7 +45,7 @@ MNIST = Path(
 
 
 def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--epochs", type=int, default=10, help="per run; epoch 0 is warm-up")
     p.add_argument("--rows", type=int, default=54_000, help="training rows (data.limit)")
     p.add_argument("--workers", type=int, default=2, help="N for the N-vs-1 comparison")
@@ -195,17 +196,6 @@ def sps(result) -> list[float]:
     return [h["samples_per_s"] for h in result.history]
 
 
-def abba(names: tuple, e: int) -> tuple:
-    """The order of cycle ``e``: reversed every other cycle, so neither side of a pair always
-    goes first (a drift in the machine's speed, or a cost of following the other, cancels)."""
-    return names if e % 2 else names[::-1]
-
-
-def paired(ratios: list[float]) -> dict:
-    """The median of per-epoch-pair ratios, with every pair's ratio for the record."""
-    return {"median": statistics.median(ratios), "pairs": [round(r, 3) for r in ratios]}
-
-
 def ray_vs_plain_and_tracking(args, tmp: str, cores: int, startup: float) -> dict:
     """Plain, Ray (tracking on), Ray (tracking off), plain, ... epoch by epoch."""
     plain = PlainProcess(job(args, tmp), tmp, cores)
@@ -224,7 +214,7 @@ def ray_vs_plain_and_tracking(args, tmp: str, cores: int, startup: float) -> dic
     plain.epoch()  # warm-up
     plain_sps, wall = [], {"on": [], "off": []}
     for e in range(1, args.epochs):
-        for name in abba(("plain", "on", "off"), e):
+        for name in abba(("plain", "on", "off"), e - 1):
             if name == "plain":
                 plain_sps.append(plain.epoch())
             else:
@@ -262,7 +252,7 @@ def workers_n_vs_1(args, tmp: str, cores: int) -> dict:
         runs[n] = GatedRun(cfg, f"{tmp}/gate-workers-{n}")
         runs[n].epoch(0)  # warm-up
     for e in range(1, args.epochs):
-        for n in abba((1, args.workers), e):
+        for n in abba((1, args.workers), e - 1):
             runs[n].epoch(e)
     one, many = (sps(runs[n].finish())[1:] for n in (1, args.workers))
     return {
@@ -271,7 +261,7 @@ def workers_n_vs_1(args, tmp: str, cores: int) -> dict:
     }
 
 
-def main() -> None:
+def main() -> dict:
     args = parse()
     import ray
 
@@ -300,8 +290,8 @@ def main() -> None:
     for key, value in figures.items():
         print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
     ray.shutdown()
-    print(json.dumps(figures))
+    return figures
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -2,6 +2,11 @@
 
 Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
 imported lazily so ``vaepipe --help`` does not pay for importing Ray, MLflow or torch.
+
+Exit codes: 0 done; 2 bad input (a ``UserError`` or a ``ConfigError``: one line
+``vaepipe: error: ...``, the whole of stderr); 1 anything else (a bug or a library failure: the
+full traceback, then a one-line summary, on stderr — not a file, so that ``vaepipe submit`` jobs
+and CI logs carry it too); 130 Ctrl-C. Library logs (Ray, MLflow) stay quiet unless ``-v``.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 
 DESCRIPTION = "Train VAEs with Ray and MLflow; encode datasets to latent Parquet."
 
@@ -29,7 +36,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaepipe", description=DESCRIPTION)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, library (Ray, MLflow) logs"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, help_text) in COMMANDS.items():
         # The command's own parser (built after its module is imported) handles -h.
@@ -42,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # Parse only the command name first, then let the command's module add its own arguments.
     known, _ = parser.parse_known_args(argv)
+    configure_logging(known.verbose)  # before the command's module imports Ray or MLflow
     module = importlib.import_module(COMMANDS[known.command][0])
     sub_parser = argparse.ArgumentParser(
         prog=f"vaepipe {known.command}", description=COMMANDS[known.command][1]
@@ -49,25 +59,60 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(sub_parser)
     rest = argv[argv.index(known.command) + 1 :]
     args = sub_parser.parse_args(rest)
-    logging.basicConfig(
-        level=logging.DEBUG if known.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     return run_command(module, args)
 
 
+OWN_LOGGERS = ("jobs", "pipeline", "vae_core")
+
+
+def configure_logging(verbose: bool) -> None:
+    """vaepipe's own logs at INFO (DEBUG with -v); libraries' at WARNING (INFO with -v).
+
+    Runs before Ray or MLflow is imported: MLflow reads ``MLFLOW_LOGGING_LEVEL`` on import, and
+    ``pipeline.cluster.ray_session`` reads ``VAEPIPE_VERBOSE`` for Ray's driver log level and
+    whether worker logs reach this terminal.
+    """
+    library_level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=library_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Library warnings (deprecations and the like) become log records, shown with -v.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose else logging.ERROR)
+    os.environ["VAEPIPE_VERBOSE"] = "1" if verbose else "0"
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", logging.getLevelName(library_level))
+
+
 def run_command(module, args: argparse.Namespace) -> int:
-    """Run one subcommand; user errors become one line on stderr and exit code 2."""
+    """Run one subcommand and map how it ends to an exit code (see the module docstring)."""
     from pipeline.errors import UserError
+    from vae_core.typed_config import ConfigError
 
     try:
         return int(module.run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as exc:
+    except (UserError, ConfigError) as exc:
         print(f"vaepipe: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaepipe: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - reported in full, never as bad input
+        print_internal_error(exc)
+        return 1
+
+
+def print_internal_error(exc: BaseException) -> None:
+    """The full traceback, then one summary line: this is a bug, not a problem with the input."""
+    traceback.print_exception(exc, file=sys.stderr)
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    print(
+        f"vaepipe: internal error: {type(exc).__name__}: {first_line}\n"
+        "  (not a problem with your input: a bug in vaepipe or a failure in a library; the "
+        "traceback is above; -v shows library logs)",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

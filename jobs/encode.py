@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from jobs.progress import ProgressLine
 from pipeline.inference.encode import DEFAULT_BATCH_SIZE, encode_dataset
 from pipeline.tracking import mlflow_store
 
@@ -27,15 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     mlflow_store.configure()
-    result = encode_dataset(
-        args.model,
-        args.data,
-        args.out,
-        batch_size=args.batch_size,
-        with_z=args.with_z,
-        overwrite=args.overwrite,
-        threads=args.threads,
-    )
+    with ProgressLine("encode") as progress:
+        result = encode_dataset(
+            args.model,
+            args.data,
+            args.out,
+            batch_size=args.batch_size,
+            with_z=args.with_z,
+            overwrite=args.overwrite,
+            threads=args.threads,
+            progress=progress,
+        )
     if args.json:
         print(json.dumps(asdict(result)))
     elif result.skipped:

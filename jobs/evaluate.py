@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from jobs.progress import ProgressLine
 from pipeline.inference.evaluate import DEFAULT_IW_SAMPLES, evaluate_model
 from pipeline.tracking import mlflow_store
 
@@ -30,16 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     mlflow_store.configure()
-    result = evaluate_model(
-        args.model,
-        args.data,
-        split=args.split,
-        iw_samples=args.iw_samples,
-        anomaly_class=args.anomaly_class,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        log_to_mlflow=not args.no_log,
-    )
+    with ProgressLine("evaluate") as progress:
+        result = evaluate_model(
+            args.model,
+            args.data,
+            split=args.split,
+            iw_samples=args.iw_samples,
+            anomaly_class=args.anomaly_class,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            log_to_mlflow=not args.no_log,
+            progress=progress,
+        )
     if args.json:
         print(json.dumps(asdict(result)))
         return 0

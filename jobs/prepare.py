@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from jobs.progress import ProgressLine
+
 log = logging.getLogger(__name__)
 
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         shapes_rows=args.shapes_rows,
         shapes_resolution=args.shapes_resolution,
     )
-    result = prepare(cfg, args.out, overwrite=args.overwrite)
+    with ProgressLine("prepare") as progress:
+        result = prepare(cfg, args.out, overwrite=args.overwrite, progress=progress)
     rows = ", ".join(f"{k} {v}" for k, v in result.rows.items())
     print(
         f"wrote {result.out} ({len(result.files)} files; {rows}); read it with --data {result.out}"

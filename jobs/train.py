@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", help="MLflow experiment")
     parser.add_argument("--run-name", help="name of the run; rerunning a name resumes it")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as YAML (a valid --config file) and exit; no training",
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
@@ -72,9 +77,13 @@ def print_progress(metrics: dict[str, float]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.config.job import load_job_config, resolve_config_path
-    from pipeline.train.trainer import run_training
 
     cfg = load_job_config(args.config, overrides_from_args(args))
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    from pipeline.train.trainer import run_training  # Ray and MLflow: only once the config is good
+
     config_file = str(resolve_config_path(args.config)) if args.config else None
     result = run_training(cfg, progress=print_progress, config_file=config_file)
     summary = (

@@ -7,6 +7,7 @@ machine (it scans for local GCS processes), which on a shared host is someone el
 
 from __future__ import annotations
 
+import logging
 import os
 
 
@@ -24,4 +25,13 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
-    ray.init(address=address, log_to_driver=False, include_dashboard=False, **kwargs)
+    # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
+    # and the workers' output reach this terminal.
+    verbose = os.environ.get("VAEPIPE_VERBOSE") == "1"
+    ray.init(
+        address=address,
+        log_to_driver=verbose,
+        logging_level=logging.INFO if verbose else logging.WARNING,
+        include_dashboard=False,
+        **kwargs,
+    )

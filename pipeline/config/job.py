@@ -1,181 +1,140 @@
-"""The training job's configuration: one frozen dataclass per section, loaded from YAML.
+"""The training job's configuration: one section per concern, loaded from YAML.
 
 A job config is a YAML file with the sections ``data``, ``model``, ``objective``, ``optim``,
-``train``, ``scaling`` and ``tracking``; every key is optional and unknown keys are errors.
+``train``, ``scaling`` and ``tracking``; every key is optional. Every section, here and in
+``vae_core.config``, is declared and checked the one way ``vae_core.typed_config`` describes:
+typed fields (an int refuses 2.5 and "3", a bool refuses "false"), ranges, unknown keys refused
+with the closest known key suggested, every error one line naming the full key
+(``train.epochs``), the value and what is allowed — before Ray or MLflow starts.
+
 ``--set a.b=value`` overrides one key after loading; the value is parsed as YAML, so
 ``--set model.hidden_sizes=[256,128]`` gives a list and ``--set train.epochs=5`` an int.
+``check_job_key("train.epochs", 5)`` checks one key and value with the same rules, for anything
+else that names config keys.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from pipeline.config.data import DataConfig
 from pipeline.errors import UserError
-from vae_core.config import ModelConfig, ObjectiveConfig, OptimConfig
+from vae_core.config import (
+    ConfigError,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    TypedConfig,
+    check_key,
+    setting,
+)
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "jobs" / "configs"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def _check_keys(cls: type, d: dict[str, Any], section: str) -> None:
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in d:
-        if key not in names:
-            raise ValueError(f"unknown key {section}.{key!s} (known: {', '.join(sorted(names))})")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 20
+class TrainSettings(TypedConfig):
+    key_prefix: ClassVar[str] = "train"
+
+    epochs: int = setting(20, ge=1)
     """Maximum number of passes over the training split."""
-    batch_size: int = 128
+    batch_size: int = setting(128, ge=1)
     """Examples per step on each worker (the global batch is this times the worker count)."""
     seed: int = 0
     """Seeds model init, shuffling and binarization: the same seed reproduces a run."""
-    early_stopping_patience: int | None = None
+    early_stopping_patience: int | None = setting(None, ge=1)
     """Stop after this many epochs without a better validation loss; None: never stop early."""
-    nll_samples: int = 1000
+    nll_samples: int = setting(1000, ge=0)
     """k, the importance samples per test example for the final IS-NLL; 0 skips it."""
-    nll_examples: int | None = 2000
+    nll_examples: int | None = setting(2000, ge=1)
     """Test examples for the IS-NLL (it costs k forward passes each); None: the whole split."""
     log_images: bool = True
     """Log reconstructions, prior samples and latent traversals as images every epoch."""
-    shuffle_buffer: int = 4096
+    shuffle_buffer: int = setting(4096, ge=0)
     """Rows shuffled together in the training stream (at least one ~8 MiB fetch); 0: no shuffle."""
-    max_failures: int = 2
+    max_failures: int = setting(2, ge=-1)
     """Worker-group restarts (from the last checkpoint) before the run fails; -1: no limit."""
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ValueError(
-                f"train.early_stopping_patience must be >= 1 or null, "
-                f"got {self.early_stopping_patience}"
-            )
-        if self.nll_samples < 0:
-            raise ValueError(f"train.nll_samples must be >= 0, got {self.nll_samples}")
-        if self.nll_examples is not None and self.nll_examples < 1:
-            raise ValueError(f"train.nll_examples must be >= 1 or null, got {self.nll_examples}")
-        if self.max_failures < -1:
-            raise ValueError(f"train.max_failures must be >= -1, got {self.max_failures}")
-        if self.shuffle_buffer < 0:
-            raise ValueError(f"train.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
 
 @dataclass(frozen=True)
-class ScalingSettings:
-    workers: int = 1
+class ScalingSettings(TypedConfig):
+    key_prefix: ClassVar[str] = "scaling"
+
+    workers: int = setting(1, ge=0)
     """Training workers (DDP ranks); 0 picks the layout (one per node on CPU, one per GPU)."""
     use_gpu: bool = False
     """One GPU per worker, NCCL between them; otherwise CPU with gloo."""
-    cpus_per_worker: float | None = None
+    cpus_per_worker: float | None = setting(None, gt=0)
     """CPUs reserved per worker; None sizes it from the cluster, leaving CPU for Ray Data."""
-    precision: str = "auto"
+    precision: Precision = "auto"
     """auto (bf16 on GPUs that have it, else fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."""
 
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"scaling.workers must be >= 0, got {self.workers}")
-        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
-            raise ValueError(
-                f"scaling.cpus_per_worker must be > 0 or null, got {self.cpus_per_worker}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"scaling.precision must be one of {PRECISIONS}, got {self.precision!r}"
-            )
-
 
 @dataclass(frozen=True)
-class TrackingSettings:
+class TrackingSettings(TypedConfig):
+    key_prefix: ClassVar[str] = "tracking"
+
     enabled: bool = True
     """Track in MLflow and register the model; false trains only (quick trials, benchmarks)."""
-    experiment: str = "vaepipe"
+    experiment: str = setting("vaepipe", min_len=1)
     """MLflow experiment the run goes into."""
-    model_name: str = "vae"
+    model_name: str = setting("vae", min_len=1)
     """Registered model name; every successful run adds a version."""
-    run_name: str | None = None
+    run_name: str | None = setting(None, min_len=1)
     """Name of the run: rerunning a name resumes it from its last checkpoint; None: a new run."""
-    storage_path: str | None = None
+    storage_path: str | None = setting(None, min_len=1)
     """Checkpoint storage (a local path or a pyarrow URI such as s3://...); None: ./ray_results."""
 
-    def __post_init__(self) -> None:
-        for name in ("experiment", "model_name"):
-            if not getattr(self, name):
-                raise ValueError(f"tracking.{name} must not be empty")
-        name = self.run_name
-        if name is not None and (not isinstance(name, str) or "/" in name or not name.strip()):
-            raise ValueError(
-                f"tracking.run_name must be a non-empty name without '/', got {self.run_name!r}"
-            )
-
-
-def _plain_from_dict(cls: type, d: dict[str, Any], section: str) -> Any:
-    _check_keys(cls, d, section)
-    return cls(**d)
-
-
-def _section_from_dict(cls: type, d: dict[str, Any] | None, section: str) -> Any:
-    if d is not None and not isinstance(d, dict):
-        raise ValueError(f"section {section} must be a mapping, got {d!r}")
-    d = dict(d or {})
-    try:
-        if hasattr(cls, "from_dict"):
-            return cls.from_dict(d)
-        return _plain_from_dict(cls, d, section)
-    except (TypeError, ValueError) as exc:
-        msg = str(exc)
-        # Name the YAML section, so "unknown key(s) ['x']" says where the key was.
-        raise ValueError(msg if f"{section}." in msg else f"{section}: {msg}") from None
-
-
-def _section_to_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return dataclasses.asdict(obj)
+    def check(self) -> None:
+        if self.run_name is not None and "/" in self.run_name:
+            self.fail("run_name", "must be a non-empty name without '/'")
 
 
 @dataclass(frozen=True)
-class TrainJobConfig:
-    data: DataConfig
-    model: ModelConfig
+class TrainJobConfig(TypedConfig):
+    """The whole job: one field per YAML section; a missing section takes its defaults."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Which dataset to read and how to turn it into batches."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The VAE's architecture and likelihood (input_shape is filled from the data)."""
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """β-ELBO with warm-up and free bits, or the IWAE bound."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """Adam/AdamW, learning-rate schedule, gradient clipping."""
     train: TrainSettings = field(default_factory=TrainSettings)
+    """Epochs, batch size, early stopping, the final IS-NLL, fault tolerance."""
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    """Workers, GPUs, CPUs per worker, precision."""
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    """MLflow experiment, registered model name, run name, checkpoint storage."""
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainJobConfig:
-        sections = {f.name: f for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in sections:
-                raise ValueError(f"unknown section {key!r} (known: {', '.join(sections)})")
-        types = _SECTION_TYPES
-        return cls(**{name: _section_from_dict(types[name], d.get(name), name) for name in types})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _section_to_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    def to_yaml(self) -> str:
+        """The resolved config as YAML that ``load_job_config`` reads back to an equal config."""
+        return yaml.dump(self.to_dict(), Dumper=_ConfigDumper, sort_keys=False)
 
 
-_SECTION_TYPES: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "objective": ObjectiveConfig,
-    "optim": OptimConfig,
-    "train": TrainSettings,
-    "scaling": ScalingSettings,
-    "tracking": TrackingSettings,
-}
+class _ConfigDumper(yaml.SafeDumper):
+    """Sections and keys one per line; lists such as ``hidden_sizes: [128, 64]`` on theirs."""
+
+
+_ConfigDumper.add_representer(
+    list, lambda dumper, v: dumper.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
+)
+
+
+def check_job_key(key: str, value: Any) -> Any:
+    """Check one dotted job-config key and its value (``"train.epochs", 3``) like a config would.
+
+    Returns the value as stored (lists as tuples, ints as floats for float fields); raises
+    ``ConfigError`` naming the key, the value and what is allowed, or the closest known key.
+    """
+    return check_key(TrainJobConfig, key, value)
 
 
 def shipped_configs() -> list[str]:
@@ -202,14 +161,17 @@ def apply_override(d: dict[str, Any], override: str) -> None:
     key, sep, raw = override.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(parts):
-        raise ValueError(f"override {override!r} must look like section.key=value")
+        raise ConfigError(f"override {override!r} must look like section.key=value")
     node = d
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ValueError(f"override {override!r}: {part} is not a section")
+            raise ConfigError(f"override {override!r}: {part} is not a section", key)
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: not a YAML value: {_one_line(exc)}") from None
 
 
 def load_job_config(path_or_shipped_name: str | None, overrides: list[str]) -> TrainJobConfig:
@@ -217,10 +179,17 @@ def load_job_config(path_or_shipped_name: str | None, overrides: list[str]) -> T
     raw: dict[str, Any] = {}
     if path_or_shipped_name:
         path = resolve_config_path(path_or_shipped_name)
-        loaded = yaml.safe_load(path.read_text())
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {_one_line(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"config {path} must be a YAML mapping of sections")
+            raise ConfigError(f"config {path} must be a YAML mapping of sections")
         raw = loaded or {}
     for override in overrides:
         apply_override(raw, override)
     return TrainJobConfig.from_dict(raw)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

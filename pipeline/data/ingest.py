@@ -149,6 +149,6 @@ def open_source(cfg: DataConfig, train_order: UnitOrder | None = None) -> Source
         layout=plan.layout,
         has_labels=plan.has_labels,
         description=plan.description,
-        rows=None if plan.rows is None else sum(plan.rows.values()),
+        rows=plan.rows,
         digest=source_digest(cfg, plan),
     )

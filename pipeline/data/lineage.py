@@ -21,8 +21,8 @@ from pipeline.config.data import DataConfig
 # DataConfig fields that change the rows or values read (not how they are split or batched:
 # training and encoding the same source give the same digest; rows per split go beside it).
 SELECTION_FIELDS = (
-    "source", "column", "columns", "id_column", "label_column", "image_size", "shapes_rows",
-    "shapes_resolution",
+    "source", "column", "columns", "numeric_columns", "id_column", "label_column", "image_size",
+    "shapes_rows", "shapes_resolution",
 )  # fmt: skip
 DIGEST_CHARS = 16
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from pipeline.errors import UserError
 FILE_BYTES = 128 << 20
 ROW_GROUP_BYTES = 8 << 20
 MANIFEST = "_vaepipe.json"
+
+Progress = Callable[[int, int | None], None]  # (rows done, rows in all or None)
 
 
 @dataclass
@@ -117,7 +120,9 @@ class IdChecker:
             raise UserError(f"{where}: {dup.size} duplicate ids (e.g. id hash/value {dup[0]})")
 
 
-def _write_splits(cfg: DataConfig, staging: Path) -> PrepareResult:
+def _write_splits(
+    cfg: DataConfig, staging: Path, progress: Progress | None = None
+) -> PrepareResult:
     data = open_source(cfg)
     row_bytes = data.layout.nbytes + 16
     group_rows = max(1, ROW_GROUP_BYTES // row_bytes)
@@ -137,6 +142,8 @@ def _write_splits(cfg: DataConfig, staging: Path) -> PrepareResult:
                 ids.add(table, cfg.source)
                 writer.add(table)
                 rows += table.num_rows
+                if progress is not None:
+                    progress(sum(result.rows.values()) + rows, None)
         if writer is None and target is not None:
             writer = ShardWriter(folder, target, group_rows, file_rows)
         files = writer.close() if writer else []
@@ -161,8 +168,14 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def prepare(cfg: DataConfig, out: str | Path, overwrite: bool = False) -> PrepareResult:
-    """Convert ``cfg.source`` to sharded Parquet in ``out``; all or nothing."""
+def prepare(
+    cfg: DataConfig, out: str | Path, overwrite: bool = False, progress: Progress | None = None
+) -> PrepareResult:
+    """Convert ``cfg.source`` to sharded Parquet in ``out``; all or nothing.
+
+    ``progress(rows_done, None)`` is called after every batch written (the total is unknown
+    until the source has been read).
+    """
     out = Path(out).expanduser().absolute()
     _check_out(out, overwrite)
     created = _first_missing(out.parent)
@@ -170,7 +183,7 @@ def prepare(cfg: DataConfig, out: str | Path, overwrite: bool = False) -> Prepar
     staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        result = _write_splits(cfg, staging)
+        result = _write_splits(cfg, staging, progress)
         trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         if out.exists():
             out.rename(trash)

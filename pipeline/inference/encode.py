@@ -8,9 +8,12 @@ Every check that can fail on user input runs before any row is read or any file 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 2048
 MANIFEST_FORMAT = 1
+PROGRESS_POLL_S = 1.0
+
+Progress = Callable[[int, int | None], None]  # (rows done, rows in all or None)
 
 
 @dataclass
@@ -58,8 +64,13 @@ def encode_dataset(
     with_z: bool = False,
     overwrite: bool = False,
     threads: int | None = None,
+    progress: Progress | None = None,
 ) -> EncodeResult:
-    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``."""
+    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``.
+
+    ``progress(rows_done, rows_total)`` is called about once a second while files are written
+    (rows in finished files; the total is None unless the source knows it, e.g. Parquet).
+    """
     start = time.perf_counter()
     cfg = _data_config(data)
     staged = StagedOutput(out)
@@ -77,7 +88,7 @@ def encode_dataset(
         src = _open(cfg)
         _check_shapes(loaded, src.layout, cfg.source)
         plan = _plan(threads)
-        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z)
+        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z, progress)
     seconds = time.perf_counter() - start
     log.info("encoded %d rows into %s in %.1fs", manifest["rows"], staged.out, seconds)
     return EncodeResult(
@@ -98,14 +109,17 @@ def _write_and_commit(
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the Ray job into a fresh staging dir and commit it; clean up on any failure."""
     staging = staged.begin()
     try:
-        with user_errors():
+        with user_errors(), _FilesWatcher(staging, src.rows, progress):
             meta = _file_metadata(loaded, src.source, src.digest)
             _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
         manifest = _manifest(_staged_files(staging), loaded, src.source, with_z)
+        if progress is not None:
+            progress(manifest["rows"], manifest["rows"])
         staged.commit(manifest)
     except BaseException:
         staged.abort()
@@ -128,7 +142,7 @@ def _with_model_columns(cfg: DataConfig, data: Any, trained: dict[str, Any] | No
     a named data column, id and label columns); an explicit DataConfig is kept as given."""
     if not isinstance(data, str) or not trained:
         return cfg
-    keys = ("column", "columns", "id_column", "label_column")
+    keys = ("column", "columns", "numeric_columns", "id_column", "label_column")
     return replace(cfg, **{k: trained[k] for k in keys if k in trained})
 
 
@@ -207,6 +221,14 @@ class _Whole:
     limit: int | None
     digest: str = ""
 
+    @property
+    def rows(self) -> int | None:
+        """Rows to encode when known without reading them (for progress), else None."""
+        known = self.plan.rows
+        if self.limit is None:
+            return known
+        return self.limit if known is None else min(known, self.limit)
+
     def dataset(self) -> Any:
         """All rows, each read once: every read unit of every split, no carving.
 
@@ -268,6 +290,43 @@ def _run(
     latent_dim = int(loaded.vae.cfg.latent_dim)
     per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)
     encoded.write_parquet(str(staging), min_rows_per_file=per_file)
+
+
+class _FilesWatcher:
+    """Reports the rows of the Parquet files finished so far in ``staging``, from a thread.
+
+    ``write_parquet`` runs the whole Ray job in one call; its finished files are the one
+    progress signal that costs the job nothing (a footer read per new file).
+    """
+
+    def __init__(self, staging: Path, total: int | None, progress: Progress | None) -> None:
+        self.staging, self.total, self.progress = staging, total, progress
+        self.rows: dict[str, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="vaepipe-encode-progress")
+        self.thread.daemon = True
+
+    def __enter__(self) -> _FilesWatcher:
+        if self.progress is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(PROGRESS_POLL_S):
+            self._scan()
+            self.progress(sum(self.rows.values()), self.total)
+
+    def _scan(self) -> None:
+        for path in self.staging.glob("*.parquet"):
+            if path.name in self.rows:
+                continue
+            with contextlib.suppress(OSError, ValueError):  # still being written: no footer
+                self.rows[path.name] = pq.read_metadata(path).num_rows
 
 
 def _file_metadata(loaded: LoadedModel, source: str, digest: str) -> dict[bytes, bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from pipeline.errors import UserError
 from pipeline.inference.latent_encoder import inference_preprocessor
 from pipeline.tracking.registry import LoadedModel, load_vae
 from vae_core import metrics, objectives
+
+Progress = Callable[[int, int | None], None]  # (rows done, rows in all or None)
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,13 @@ def evaluate_model(
     limit: int | None = None,
     seed: int = 0,
     log_to_mlflow: bool = True,
+    progress: Progress | None = None,
 ) -> EvalResult:
-    """Metrics of ``model_uri`` on ``split`` of ``data``; logged on the model's MLflow run."""
+    """Metrics of ``model_uri`` on ``split`` of ``data``; logged on the model's MLflow run.
+
+    ``progress(rows_done, rows_total)`` is called after every batch (the total costs a counting
+    pass, small beside the importance sampling, so it is taken only when ``progress`` is given).
+    """
     if iw_samples < 1:
         raise UserError(f"--iw-samples must be >= 1, got {iw_samples}")
     loaded = load_vae(model_uri)
@@ -79,7 +87,7 @@ def evaluate_model(
     if anomaly_class is not None and not labelled:
         raise UserError(f"--anomaly-class needs labels, but {data} has none")
     torch.manual_seed(seed)
-    totals = _accumulate(loaded, ds, batch_size, iw_samples)
+    totals = _accumulate(loaded, ds, batch_size, iw_samples, progress)
     if totals.rows == 0:
         raise UserError(f"split {split!r} of {data} has no rows")
     result = EvalResult(loaded.describe(), data, split, totals.rows, iw_samples, _metrics(totals))
@@ -117,10 +125,13 @@ def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
     return src.splits[split], src.has_labels
 
 
-def _accumulate(loaded: LoadedModel, ds: Any, batch_size: int, k: int) -> _Totals:
+def _accumulate(
+    loaded: LoadedModel, ds: Any, batch_size: int, k: int, progress: Progress | None
+) -> _Totals:
     vae, pre = loaded.vae, inference_preprocessor(loaded.preprocessor)
     totals = _Totals()
     with torch.inference_mode(), user_errors():
+        total = ds.count() if progress is not None else None
         for batch in iter_torch_batches(ds, batch_size, pre):
             n = batch.x.shape[0]
             terms = objectives.elbo(vae, batch.x)
@@ -134,6 +145,8 @@ def _accumulate(loaded: LoadedModel, ds: Any, batch_size: int, k: int) -> _Total
             if batch.labels is not None:
                 totals.labels.append(batch.labels.numpy())
             totals.rows += n
+            if progress is not None:
+                progress(totals.rows, total)
     return totals
 
 

@@ -8,8 +8,10 @@ the driver, so Ray workers with another working directory write to the same stor
 from __future__ import annotations
 
 import os
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -64,6 +66,38 @@ def configure() -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def configure_in_background(experiment: str) -> Callable[[], str]:
+    """``configure()`` and experiment ``experiment`` made ready in a thread; returns a function
+    that waits for them and gives the tracking URI.
+
+    Importing MLflow and the first use of a SQLite store (its schema migrations) take 2-3 s;
+    in a thread they overlap Ray's start-up. What must come first stays here: the reachability
+    check (fail in seconds, before Ray starts) and the exported URI (Ray workers inherit it).
+    """
+    uri = tracking_uri()
+    check_reachable(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    box: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            configure()
+            experiment_id(experiment)
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="vaepipe-mlflow-setup", daemon=True)
+    thread.start()
+
+    def ready() -> str:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return uri
+
+    return ready
 
 
 def experiment_id(name: str) -> str:

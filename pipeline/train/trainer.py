@@ -221,7 +221,11 @@ def run_training(
     from pipeline.tracking.datasets import log_inputs
     from pipeline.tracking.registry import log_vae
 
-    tracking_uri = mlflow_store.configure() if cfg.tracking.enabled else None
+    store_ready = (
+        mlflow_store.configure_in_background(cfg.tracking.experiment)
+        if cfg.tracking.enabled
+        else None
+    )
     ensure_ray()
     source, order = open_training_source(cfg.data, cfg.train.seed)
     cfg = with_input_shape(cfg, source.layout)
@@ -231,6 +235,7 @@ def run_training(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
     _fs, root = checkpoints.filesystem_for(storage)
+    tracking_uri = store_ready() if store_ready is not None else None
     loop_config = {
         "job": cfg.to_dict(),
         "preprocessor": preprocessor.to_dict(),

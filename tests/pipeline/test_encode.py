@@ -141,7 +141,15 @@ def test_encode_rows_metadata_rerun_and_overwrite(ray_local, tmp_path):
     with pytest.raises(UserError, match="--overwrite"):
         encode_dataset("models:/tiny@champion", "digits", out, with_z=True)
     assert tree(out) == before
-    res2 = encode_dataset("models:/tiny@champion", "digits", out, overwrite=True)
+    seen: list[tuple[int, int | None]] = []
+    res2 = encode_dataset(
+        "models:/tiny@champion",
+        "digits",
+        out,
+        overwrite=True,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[-1] == (DIGITS_ROWS, DIGITS_ROWS)
     assert (
         json.loads(pq.read_schema(out / res2.files[0]).metadata[schema.META_MODEL])["version"]
         == "2"

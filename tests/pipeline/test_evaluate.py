@@ -45,8 +45,16 @@ def test_auroc_matches_sklearn_with_ties():
 @pytest.mark.ray
 def test_evaluate_logs_metrics_on_the_models_run(ray_local):
     run_id = register()
-    res = evaluate_model("models:/tiny@champion", "digits", iw_samples=20, anomaly_class=0)
+    seen: list[tuple[int, int | None]] = []
+    res = evaluate_model(
+        "models:/tiny@champion",
+        "digits",
+        iw_samples=20,
+        anomaly_class=0,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     m = res.metrics
+    assert seen[-1] == (res.rows, res.rows) and len(seen) >= 1
     assert res.rows > 100 and res.split == "test"
     for key in ("is_nll", "neg_elbo", "reconstruction", "kl", "elbo", "auroc_class_0"):
         assert np.isfinite(m[key]), key

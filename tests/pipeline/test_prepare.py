@@ -38,9 +38,11 @@ def split_ids(data) -> dict[str, list]:
 
 def test_prepare_shapes_and_read_back_same_layout_and_splits(tmp_path):
     cfg = DataConfig(source="shapes", shapes_rows=2500, shapes_resolution=20)
-    result = prepare(cfg, tmp_path / "out")
+    seen: list[tuple[int, int | None]] = []
+    result = prepare(cfg, tmp_path / "out", progress=lambda done, total: seen.append((done, total)))
     out = tmp_path / "out"
     assert sum(result.rows.values()) == 2500
+    assert seen[-1] == (2500, None)  # rows written, reported as they go
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging left behind
     manifest = json.loads((out / "_vaepipe.json").read_text())
     assert manifest["layout"] == {"shape": [1, 20, 20], "dtype": "uint8"}

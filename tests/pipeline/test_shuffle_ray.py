@@ -68,7 +68,7 @@ def test_tabular_run_records_its_datasets(ray_local, tmp_path):
         "digits",
         [
             f"data.source={src}",
-            "data.columns=numeric",
+            "data.numeric_columns=true",
             "data.cache_share=0",  # streamed: the per-epoch unit order inside Ray Train
             "data.binarize=none",
             "data.standardize=true",

@@ -38,10 +38,10 @@ def test_feature_columns_become_float32_samples(tmp_path):
     names, values = breast_cancer_parquet(tmp_path / "bc.parquet")
     with pytest.raises(UserError, match="list feature columns with columns"):
         plan_source(DataConfig(source=str(tmp_path / "bc.parquet")))
-    for columns in (names, "numeric"):
-        plan, table = _read_all(DataConfig(source=str(tmp_path / "bc.parquet"), columns=columns))
+    for picked in ({"columns": names}, {"numeric_columns": True}):
+        plan, table = _read_all(DataConfig(source=str(tmp_path / "bc.parquet"), **picked))
         assert plan.layout.shape == (30,) and plan.layout.dtype == "float32"
-        assert plan.has_labels and plan.rows == {"train": 569}
+        assert plan.has_labels and plan.rows == 569
         assert np.array_equal(decode_x(table.column(schema.X), plan.layout), values)
         assert table.column("hospital").to_pylist()[:1] == ["a"]
         assert "mean_radius" not in table.column_names  # features live in x only
@@ -62,20 +62,24 @@ def test_feature_column_problems_are_one_line_errors(tmp_path):
     for columns, message in cases.items():
         with pytest.raises(UserError, match=message):
             _read_all(DataConfig(source=str(path), columns=columns))
-    with pytest.raises(ValueError, match="exclude each other"):
-        DataConfig(source="x", column="a", columns=["b"])
-    with pytest.raises(ValueError, match="data.columns must be a list"):
-        DataConfig(source="x", columns="all")
-    assert DataConfig.from_dict({"columns": ["a", "b"]}).to_dict()["columns"] == ["a", "b"]
+    with pytest.raises(ValueError, match="data.columns=.*excludes data.column"):
+        DataConfig(source="x", column="a", columns=("b",))
+    with pytest.raises(ValueError, match="data.numeric_columns=.*excludes data.columns"):
+        DataConfig(source="x", columns=("b",), numeric_columns=True)
+    with pytest.raises(ValueError, match="names a column twice"):
+        DataConfig(source="x", columns=("b", "b"))
+    with pytest.raises(ValueError, match="data.columns="):
+        DataConfig.from_dict({"columns": "a"})
+    assert DataConfig.from_dict({"columns": ["a", "b"]}).columns == ("a", "b")
 
 
 def test_digest_names_the_data_not_the_split(tmp_path):
     breast_cancer_parquet(tmp_path / "bc.parquet")
-    cfg = DataConfig(source=str(tmp_path / "bc.parquet"), columns="numeric")
+    cfg = DataConfig(source=str(tmp_path / "bc.parquet"), numeric_columns=True)
     digest = source_digest(cfg, plan_source(cfg))
-    same = DataConfig(source=cfg.source, columns="numeric", val_fraction=0.0, test_fraction=0.0)
+    same = DataConfig(source=cfg.source, numeric_columns=True, val_fraction=0.0, test_fraction=0.0)
     assert source_digest(same, plan_source(same)) == digest  # encode reads the same data
-    other = DataConfig(source=cfg.source, columns=["mean_radius"])
+    other = DataConfig(source=cfg.source, columns=("mean_radius",))
     assert source_digest(other, plan_source(other)) != digest
     pq.write_table(pq.read_table(tmp_path / "bc.parquet").slice(1), tmp_path / "bc.parquet")
     assert source_digest(cfg, plan_source(cfg)) != digest  # the file changed

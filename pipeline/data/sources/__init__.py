@@ -40,8 +40,9 @@ class SourcePlan:
     layout: XLayout
     has_labels: bool
     description: str
-    rows: dict[str, int] | None = None
-    """Rows per split the source has itself, when known without reading the data."""
+    rows: int | None = None
+    """Rows in all units, when the source knows it without reading them (for an ETA, the
+    hot-or-streaming choice and the lineage digest)."""
 
 
 def rows_table(

@@ -177,5 +177,5 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=XLayout((1, *headers[0].dims[1:]), "uint8"),
         has_labels=has_labels,
         description=f"IDX files in {directory} ({rows})",
-        rows=rows,
+        rows=sum(rows.values()),
     )

@@ -105,5 +105,5 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=XLayout((channels, *size), "uint8"),
         has_labels=classes is not None,
         description=f"image folder {root} ({len(paths)} images{n_classes})",
-        rows={"train": len(paths)},
+        rows=len(paths),
     )

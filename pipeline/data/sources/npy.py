@@ -65,5 +65,5 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=layout,
         has_labels=False,
         description=f".npy array {path} ({n} rows of {arr.dtype} {arr.shape[1:]})",
-        rows={"train": n},
+        rows=n,
     )

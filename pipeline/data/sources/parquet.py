@@ -164,7 +164,7 @@ def plan(cfg: DataConfig) -> SourcePlan:
         raise UserError(f"{cfg.source}: zero rows in {len(files)} Parquet file(s)")
     first = files[0]
     features: tuple[str, ...] = ()
-    if cfg.columns is not None:
+    if cfg.columns is not None or cfg.numeric_columns:
         features = pick_features(first.schema, cfg, first.path)
         column, kind, layout = "", "columns", XLayout((len(features),), "float32")
     else:
@@ -196,7 +196,7 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=layout,
         has_labels=spec.label_column is not None,
         description=f"Parquet {cfg.source} ({len(files)} files, {total} rows)",
-        rows={s: sum(sum(infos[p].row_groups) for p in ps) for s, ps in listed.items()},
+        rows=total,
     )
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.config.data import NUMERIC_COLUMNS, DataConfig
+from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.schema import XLayout, encode_x
 from pipeline.errors import UserError
@@ -43,7 +43,7 @@ def pick_column(sch: pa.Schema, cfg: DataConfig, path: str) -> str:
         raise UserError(
             f"{path}: no data column (fixed_size_binary or list of numbers) among "
             f"{', '.join(sch.names)}; name one with column, or list feature columns with "
-            "columns (columns: numeric takes every numeric one)"
+            "columns (or set numeric_columns: true)"
         )
     raise UserError(f"{path}: several data columns ({', '.join(found)}); name one with column")
 
@@ -112,9 +112,9 @@ def _is_number(t: pa.DataType) -> bool:
 
 
 def pick_features(sch: pa.Schema, cfg: DataConfig, path: str) -> tuple[str, ...]:
-    """Tabular data: the feature columns ``cfg.columns`` names (``numeric``: every numeric
-    column but the id and label), each checked to hold one number per row."""
-    if cfg.columns == NUMERIC_COLUMNS:
+    """Tabular data: the feature columns ``cfg.columns`` names (``cfg.numeric_columns``: every
+    numeric column but the id and label), each checked to hold one number per row."""
+    if cfg.numeric_columns:
         skip = {cfg.id_column, cfg.label_column}
         found = tuple(f.name for f in sch if f.name not in skip and _is_number(f.type))
         if not found:

@@ -100,5 +100,5 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout=XLayout((1, res, res), "uint8"),
         has_labels=True,
         description=f"procedural shapes ({n} rows of {res}x{res}, seed {cfg.seed})",
-        rows={"train": n},
+        rows=n,
     )
