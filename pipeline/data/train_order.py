@@ -45,8 +45,12 @@ class TrainOrder:
 def open_training_source(
     cfg: DataConfig, seed: int, store_bytes: float | None = None
 ) -> tuple[SourceData, TrainOrder]:
-    """``open_source`` with a shuffled train split; keep it hot when it fits (see module doc)."""
-    units = UnitOrder(seed, new_epoch_board())
+    """``open_source`` with a shuffled train split; keep it hot when it fits (see module doc).
+
+    With ``data.limit`` the streamed split keeps its unit order: a limit on a reshuffled stream
+    would train on different rows every epoch (a limited split nearly always fits anyway).
+    """
+    units = UnitOrder(seed, new_epoch_board()) if cfg.limit is None else None
     source = open_source(cfg, train_order=units)
     store = object_store_bytes() if store_bytes is None else store_bytes
     rows = source.rows if cfg.limit is None else min(cfg.limit, source.rows or cfg.limit)
