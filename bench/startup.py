@@ -81,6 +81,12 @@ def worker_entry_marker(marker_dir: str):
         events.timed(loop._Worker, "_restore", "worker_checkpoint_lookup")
         events.timed(loop._Worker, "_make_logger", "worker_mlflow_logger")
         events.timed(loop._Worker, "__init__", "worker_init_total")
+        # Per epoch (with --epochs > 1): where an epoch's wall time goes.
+        events.timed(loop, "train_epoch", "epoch_train_pass")
+        events.timed(loop, "validate_epoch", "epoch_validate_pass")
+        events.timed(loop._Worker, "log_epoch", "epoch_mlflow_log")
+        events.timed(loop._Worker, "report", "epoch_checkpoint_report")
+        events.timed(loop._Worker, "run_epoch", "epoch_total_compute")
         try:
             return loop.train_func(config)
         finally:
@@ -173,19 +179,36 @@ def phases(t_cmd: float, ev: dict) -> dict[str, float]:
     worker = ev["worker"]
     spans["worker_group_start"] = worker["entry"] - fit_start
     init_end = worker["entry"]
-    for phase, start, end in worker["records"]:
+    setup = [r for r in worker["records"] if not r[0].startswith("epoch_")]
+    for phase, start, end in setup:
         if phase == "worker_init_total":
             init_end = end
         else:
             spans[phase] = end - start
-    inner = sum(end - start for p, start, end in worker["records"] if p != "worker_init_total")
+    inner = sum(end - start for p, start, end in setup if p != "worker_init_total")
     spans["worker_init_other"] = init_end - worker["entry"] - inner
     spans["worker_first_batch"] = ev["first_step_at"] - init_end
     total = ev["first_step_at"] - t_cmd
     spans["unaccounted"] = total - sum(spans.values())
     spans["seconds_to_first_step"] = total
     spans["seconds_total"] = ev["end"] - t_cmd
+    spans |= per_epoch(worker["records"])
     return spans
+
+
+def per_epoch(records: list) -> dict[str, float]:
+    """Median seconds per epoch of each epoch_* step, the first epoch (warm-up) left out, and
+    the wall time between the starts of consecutive epochs."""
+    out: dict[str, float] = {}
+    starts = sorted(start for p, start, _ in records if p == "epoch_total_compute")
+    for phase in dict.fromkeys(p for p, _, _ in records if p.startswith("epoch_")):
+        spans = [end - start for p, start, end in records if p == phase][1:]
+        if spans:
+            out[phase] = median(spans)
+    gaps = [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
+    if gaps:
+        out["epoch_wall"] = median(gaps)
+    return out
 
 
 def main() -> dict:
@@ -224,10 +247,12 @@ def summary(runs: list[dict[str, float]]) -> dict:
     med = {k: median([r.get(k, 0.0) for r in runs]) for k in keys}
     for k in keys:
         print(f"  {k:28s} {med[k]:6.2f}s   ({', '.join(f'{r.get(k, 0.0):.2f}' for r in runs)})")
+    epoch = {k: med.pop(k) for k in keys if k.startswith("epoch_")}
     return {
         "seconds_to_first_step": med.pop("seconds_to_first_step"),
         "seconds_total": med.pop("seconds_total"),
         "phases": med,
+        "per_epoch": epoch,
         "repeats": [round(r["seconds_to_first_step"], 2) for r in runs],
     }
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("jobs.encode", "write latent Parquet for a dataset with a registered model"),
     "evaluate": ("jobs.evaluate", "IS-NLL, ELBO terms, active units and anomaly AUROC of a model"),
     "sample": ("jobs.sample", "image grid of prior samples or reconstructions"),
+    "serve": ("jobs.serve", "online scoring over HTTP with Ray Serve (follows a model alias)"),
     "submit": ("jobs.submit", "run a vaepipe command as a Ray job on a cluster"),
     "jobs": ("jobs.jobs_cmd", "list, follow or stop Ray jobs"),
     "ui": ("jobs.ui", "start the MLflow UI on the configured tracking store"),

@@ -21,13 +21,15 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    # Ray Data logs every execution at INFO through its own handler: quiet unless -v.
+    logging.getLogger("ray.data").setLevel(logging.INFO if _verbose() else logging.WARNING)
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
     kwargs = {"num_cpus": num_cpus} if address == "local" and num_cpus else {}
     # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
     # and the workers' output reach this terminal.
-    verbose = os.environ.get("VAEPIPE_VERBOSE") == "1"
+    verbose = _verbose()
     ray.init(
         address=address,
         log_to_driver=verbose,
@@ -35,3 +37,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         include_dashboard=False,
         **kwargs,
     )
+
+
+def _verbose() -> bool:
+    return os.environ.get("VAEPIPE_VERBOSE") == "1"

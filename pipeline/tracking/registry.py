@@ -1,17 +1,18 @@
 """The model registry: log a trained VAE so anyone can load it, and load it back safely.
 
-What one logged model holds (an MLflow "pytorch" model in the ``pt2`` format):
+What one logged model holds (an MLflow pyfunc logged as "models from code", so no pickle):
 
-    data/model.pt2         torch.export program: x (B, *input_shape) float32 -> mu (B, latent)
-                           so ``mlflow.pyfunc.load_model(uri).predict(x)`` returns latent means
-                           and ``mlflow models serve`` works, without unpickling anything
-    extra_files/config.json, weights.pt, extra.json
-                           the vae_core save dir: the full VAE (logvar, decoder, score) rebuilt
-                           with ``torch.load(weights_only=True)``; extra.json holds the
-                           preprocessor dict and the data source
-
-The pyfunc input is the *model-ready* float tensor (what ``VAE.encode`` takes, i.e. after the
-stored preprocessor); the preprocessor dict travels in extra.json for callers with raw data.
+    pyfunc_model.py        the model's code (``pipeline/tracking/pyfunc_model.py``): raw rows
+                           as stored (B, numel) -> DataFrame of mu, logvar, score (negative
+                           ELBO, nats), is_anomaly; loads with
+                           ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``; ``mlflow models serve``
+    artifacts/vae/config.json, weights.pt, extra.json
+                           the vae_core save dir: the full VAE rebuilt with
+                           ``torch.load(weights_only=True)``; extra.json holds the preprocessor
+                           dict, the data source and the anomaly threshold
+    MLmodel model_config   {"threshold": T}: the ``threshold_quantile`` of the validation scores
+                           (None when no validation rows were given); a request's
+                           ``params={"threshold": t}`` overrides it
 
 Registration: every call makes a new version of ``registered_name`` with alias ``candidate``;
 alias ``champion`` moves to it only when its validation loss (lower is better, stored as the
@@ -29,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pipeline.errors import UserError
+from pipeline.tracking.scorer import DEFAULT_QUANTILE, RowScorer, score_in_chunks, threshold_from
 from vae_core.model import VAE
 from vae_core.serialization import load_model, save_model
 
@@ -42,7 +43,10 @@ CHAMPION = "champion"
 VAL_LOSS_TAG = "val_loss"
 DATA_SOURCE_TAG = "data_source"
 ARTIFACT_NAME = "model"  # the logged model's name inside its run
-EXTRA_DIR = "extra_files"  # where MLflow copies ``extra_files`` inside the model dir
+VAE_DIR = "artifacts/vae"  # where MLflow copies the pyfunc artifact "vae" inside the model dir
+OLD_VAE_DIR = "extra_files"  # the same files in models logged before the raw-row contract
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+THRESHOLD_TAG = "anomaly_threshold"
 SAVE_FILES = ("config.json", "weights.pt", "extra.json")
 
 
@@ -72,6 +76,7 @@ class LoadedModel:
     model_id: str | None = None
     data_config: dict[str, Any] | None = None  # the training DataConfig, when stored
     data_digest: str | None = None  # the training data's digest, when stored
+    threshold: float | None = None  # anomaly threshold chosen at registration, when stored
 
     def describe(self) -> dict[str, Any]:
         """Plain-JSON identity of the model (Parquet metadata, manifests, MLflow tags)."""
@@ -82,18 +87,6 @@ class LoadedModel:
             "model_id": self.model_id,
             "uri": self.uri,
         }
-
-
-class _LatentMean(nn.Module):
-    """What the exported program computes: x (B, *input_shape) -> mu (B, latent_dim)."""
-
-    def __init__(self, vae: VAE) -> None:
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu, _logvar = self.vae.encode(x)
-        return mu
 
 
 def vaepipe_version() -> str:
@@ -116,12 +109,16 @@ def log_vae(
     data_source: str,
     data_config: dict[str, Any] | None = None,
     data_digest: str | None = None,
+    val_rows: np.ndarray | None = None,
+    threshold_quantile: float = DEFAULT_QUANTILE,
 ) -> RegisteredVersion:
     """Log ``vae`` to the active MLflow run, register a new version and move the aliases.
 
     ``data_config`` (optional, ``DataConfig.to_dict()``) lets ``vaepipe evaluate`` rebuild the
     exact validation/test split the model was trained with; ``data_digest`` names the data
     (``pipeline.data.lineage``), so encode outputs can say what the model learned from.
+    ``val_rows`` (raw validation samples as stored, (N, *shape)) set the anomaly threshold:
+    their ``threshold_quantile`` score.
     """
     import mlflow
 
@@ -129,6 +126,7 @@ def log_vae(
     if run is None:
         raise RuntimeError("log_vae must be called inside an active MLflow run")
     vae = vae.to("cpu").eval()
+    threshold = _threshold(vae, preprocessor, val_rows, threshold_quantile)
     with tempfile.TemporaryDirectory(prefix="vaepipe_model_") as tmp:
         save_dir = Path(tmp) / "vae"
         extra = {
@@ -136,11 +134,13 @@ def log_vae(
             "data_source": data_source,
             "data_config": data_config,
             "data_digest": data_digest,
+            "threshold": threshold,
+            "threshold_quantile": threshold_quantile if threshold is not None else None,
         }
         save_model(vae, save_dir, extra=extra)
-        info = _log_exported(vae, save_dir, registered_name, val_loss, data_source)
+        info = _log_pyfunc(vae, preprocessor, save_dir, registered_name, val_loss, extra)
     version = str(info.registered_model_version)
-    aliases = _set_aliases(registered_name, version, val_loss, data_source)
+    aliases = _set_aliases(registered_name, version, val_loss, data_source, threshold)
     log.info("registered %s version %s (aliases: %s)", registered_name, version, aliases)
     return RegisteredVersion(
         name=registered_name,
@@ -152,45 +152,75 @@ def log_vae(
     )
 
 
-def _input_shape(vae: VAE) -> tuple[int, ...]:
-    return tuple(vae.cfg.input_shape)
+def _threshold(
+    vae: VAE, preprocessor: dict[str, Any], val_rows: np.ndarray | None, quantile: float
+) -> float | None:
+    if val_rows is None or len(val_rows) == 0:
+        return None
+    scorer = RowScorer(vae, preprocessor)
+    rows = np.asarray(val_rows).reshape(len(val_rows), *scorer.pre.layout.shape)
+    return threshold_from(score_in_chunks(scorer, rows), quantile)
 
 
-def _log_exported(vae: VAE, save_dir: Path, name: str, val_loss: float, data_source: str):
-    """mlflow.pytorch.log_model in pt2 format with an explicit tensor signature."""
+def _log_pyfunc(
+    vae: VAE,
+    preprocessor: dict[str, Any],
+    save_dir: Path,
+    name: str,
+    val_loss: float,
+    extra: dict[str, Any],
+):
+    """mlflow.pyfunc.log_model from code, with the raw-row signature and an input example."""
     import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
 
-    shape = _input_shape(vae)
+    layout = preprocessor["layout"]
+    numel = int(np.prod(layout["shape"]))
     latent = int(vae.cfg.latent_dim)
-    # Batch 2, not 1: torch.export specializes size-1 dims, and the batch dim must stay dynamic.
-    example = np.full((2, *shape), 0.5, dtype=np.float32)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent))]),
-    )
+    signature = _signature(layout["dtype"], numel, extra["threshold"])
+    example = np.zeros((2, numel), dtype=layout["dtype"])  # two raw rows, as stored
     metadata = {
         "vaepipe": {
             "version": vaepipe_version(),
-            "input_shape": list(shape),
+            "input": f"raw rows (B, {numel}) {layout['dtype']}, layout shape {layout['shape']}",
+            "input_shape": list(vae.cfg.input_shape),
             "latent_dim": latent,
-            "data_source": data_source,
+            "data_source": extra["data_source"],
             "val_loss": float(val_loss),
-            "output": "latent mean mu",
+            "threshold": extra["threshold"],
+            "threshold_quantile": extra["threshold_quantile"],
+            "output": "mu, logvar, score (negative ELBO, nats), is_anomaly",
         }
     }
-    return mlflow.pytorch.log_model(
-        _LatentMean(vae),
+    return mlflow.pyfunc.log_model(
         name=ARTIFACT_NAME,
-        serialization_format="pt2",
+        python_model=str(MODEL_CODE),
+        artifacts={"vae": str(save_dir)},
+        model_config={"threshold": extra["threshold"]},
         input_example=example,
         signature=signature,
         registered_model_name=name,
-        extra_files=[str(save_dir / f) for f in SAVE_FILES if (save_dir / f).exists()],
         # Explicit requirements: inferring them would load the model again in a subprocess.
         pip_requirements=_pip_requirements(),
         metadata=metadata,
+    )
+
+
+def _signature(dtype: str, numel: int, threshold: float | None):
+    from mlflow.models import ModelSignature
+    from mlflow.types import DataType, Schema, TensorSpec
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(dtype), (-1, numel))]),
+        outputs=Schema(
+            [
+                ColSpec(Array(DataType.float), "mu"),
+                ColSpec(Array(DataType.float), "logvar"),
+                ColSpec(DataType.float, "score"),
+                ColSpec(DataType.boolean, "is_anomaly"),
+            ]
+        ),
+        params=ParamSchema([ParamSpec("threshold", DataType.double, threshold)]),
     )
 
 
@@ -198,16 +228,21 @@ def _pip_requirements() -> list[str]:
     import mlflow
 
     torch_version = torch.__version__.split("+")[0]
-    return [f"torch=={torch_version}", f"mlflow=={mlflow.__version__}", "numpy"]
+    # The model's code imports vaepipe (vae_core, pipeline): serve it where vaepipe is installed.
+    return [f"torch=={torch_version}", f"mlflow=={mlflow.__version__}", "numpy", "pandas"]
 
 
-def _set_aliases(name: str, version: str, val_loss: float, data_source: str) -> list[str]:
+def _set_aliases(
+    name: str, version: str, val_loss: float, data_source: str, threshold: float | None
+) -> list[str]:
     """Tag the version, point ``candidate`` at it, and ``champion`` if it beats the holder."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     client.set_model_version_tag(name, version, VAL_LOSS_TAG, repr(float(val_loss)))
     client.set_model_version_tag(name, version, DATA_SOURCE_TAG, data_source)
+    if threshold is not None:
+        client.set_model_version_tag(name, version, THRESHOLD_TAG, repr(threshold))
     client.set_registered_model_alias(name, CANDIDATE, version)
     aliases = [CANDIDATE]
     if _beats_champion(client, name, float(val_loss)):
@@ -266,9 +301,10 @@ def load_vae(uri: str) -> LoadedModel:
             )
         except MlflowException as exc:
             raise UserError(f"cannot download model {uri}: {_first_line(exc)}") from None
-        save_dir = Path(local) / EXTRA_DIR
-        if not (save_dir / "config.json").exists():
-            raise UserError(f"{uri} is not a vaepipe model (no {EXTRA_DIR}/config.json)")
+        save_dirs = [Path(local) / d for d in (VAE_DIR, OLD_VAE_DIR)]
+        save_dir = next((d for d in save_dirs if (d / "config.json").exists()), None)
+        if save_dir is None:
+            raise UserError(f"{uri} is not a vaepipe model (no {VAE_DIR}/config.json)")
         vae, extra = load_model(save_dir)
     extra = extra or {}
     return LoadedModel(
@@ -282,6 +318,7 @@ def load_vae(uri: str) -> LoadedModel:
         model_id=resolved.model_id,
         data_config=extra.get("data_config"),
         data_digest=extra.get("data_digest"),
+        threshold=extra.get("threshold"),
     )
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -107,8 +109,20 @@ class EpochLogger:
     def __init__(self, run_id: str, tracking_uri: str, system_metrics: bool = True) -> None:
         # The URI comes from the driver: a worker's environment predates the driver's settings.
         self.run_id = run_id
-        self._client = _client(tracking_uri)
-        self._monitor = _start_system_metrics(run_id, tracking_uri) if system_metrics else None
+        # Importing MLflow and opening its store take seconds in a fresh worker process (3.7 s
+        # of the time to the first step on 2 cores, bench/startup.py): in a thread they overlap
+        # the first epoch's data start-up and steps; the first log call waits for them.
+        self._setup = _in_thread(self._open, tracking_uri, system_metrics)
+        self._monitor = None
+
+    def _open(self, tracking_uri: str, system_metrics: bool):
+        client = _client(tracking_uri)
+        self._monitor = _start_system_metrics(self.run_id, tracking_uri) if system_metrics else None
+        return client
+
+    @property
+    def _client(self):
+        return self._setup.result()
 
     def log_metrics(self, metrics: dict[str, float], step: int, prefix: str = "") -> None:
         """One ``log_batch`` call for all of ``metrics`` at ``step``."""
@@ -126,9 +140,24 @@ class EpochLogger:
             self._client.log_image(self.run_id, image, key=key, step=step)
 
     def close(self) -> None:
+        self._setup.result()  # a monitor still starting would otherwise outlive the logger
         if self._monitor is not None:
             self._monitor.finish()
             self._monitor = None
+
+
+def _in_thread(fn, *args) -> Future:
+    """``fn(*args)`` started in a daemon thread; its result (or exception) as a Future."""
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="vaepipe-mlflow-open", daemon=True).start()
+    return future
 
 
 def _start_system_metrics(run_id: str, tracking_uri: str):

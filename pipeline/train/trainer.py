@@ -272,8 +272,28 @@ def run_training(
                 cfg.data.source,
                 data_config=cfg.data.to_dict(),
                 data_digest=source.digest,
+                val_rows=validation_rows(source),
             )
     return _result(out, run_id, version.name, str(version.version), version.aliases, run_name)
+
+
+# Rows scored to choose the anomaly threshold (a 0.99 quantile is steady from a few thousand).
+THRESHOLD_ROWS = 10_000
+
+
+def validation_rows(source, limit: int = THRESHOLD_ROWS):
+    """Up to ``limit`` raw validation samples (N, *shape), as stored; None without a val split."""
+    import numpy as np
+
+    from pipeline.data import schema
+
+    val = source.splits.get("val")
+    if val is None:
+        return None
+    parts = []
+    for table in val.limit(limit).iter_batches(batch_format="pyarrow", batch_size=None):
+        parts.append(schema.decode_x(table.column(schema.X), source.layout))
+    return np.concatenate(parts) if parts else None
 
 
 def _result(out: dict, run_id: str, name: str, version: str, aliases, run_name: str):

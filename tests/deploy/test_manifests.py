@@ -61,7 +61,7 @@ def test_deploy_has_the_promised_files():
     names = {p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.is_file()}
     for expected in [
         "Dockerfile.cpu", "Dockerfile.gpu", "kuberay/raycluster.yaml",
-        "kuberay/rayjob-train.yaml", "kuberay/rayjob-encode.yaml",
+        "kuberay/rayjob-train.yaml", "kuberay/rayjob-encode.yaml", "kuberay/rayservice.yaml",
         "mlflow/docker-compose.yaml", "mlflow/k8s/mlflow.yaml", "mlflow/k8s/postgres.yaml",
         "mlflow/k8s/minio.yaml", "local_stack.sh", "README.md",
     ]:  # fmt: skip
@@ -108,12 +108,14 @@ def cluster_specs() -> list[dict]:
             out.append(doc["spec"])
         elif doc["kind"] == "RayJob":
             out.append(doc["spec"]["rayClusterSpec"])
+        elif doc["kind"] == "RayService":
+            out.append(doc["spec"]["rayClusterConfig"])
     return out
 
 
 def test_kuberay_clusters_pin_ray_and_use_matching_images():
     specs = cluster_specs()
-    assert len(specs) == 3
+    assert len(specs) == 4
     for spec in specs:
         assert spec["rayVersion"] == RAY
         assert spec["authOptions"] == {"mode": "token"}  # never without token auth
@@ -252,3 +254,48 @@ def test_local_stack_script_is_valid_bash_and_never_runs_ray_stop():
     code = "\n".join(line for line in script.read_text().splitlines() if not line.startswith("#"))
     assert "ray stop" not in code
     assert "pipeline.cluster.local_stack" in code
+
+
+def rayservice() -> dict:
+    return docs(KUBERAY / "rayservice.yaml")[0]
+
+
+def test_rayservice_runs_vaepipe_serve_on_the_raycluster_with_the_serve_port():
+    spec = rayservice()["spec"]
+    cluster = spec["rayClusterConfig"]
+    raycluster = docs(KUBERAY / "raycluster.yaml")[0]["spec"]
+    assert cluster["workerGroupSpecs"] == raycluster["workerGroupSpecs"]
+    (head,) = containers(cluster["headGroupSpec"])
+    (reference,) = containers(raycluster["headGroupSpec"])
+    ports = {p["name"]: p["containerPort"] for p in head["ports"]}
+    assert ports.pop("serve") == 8000
+    assert ports == {p["name"]: p["containerPort"] for p in reference["ports"]}
+    assert {k: v for k, v in head.items() if k != "ports"} == {
+        k: v for k, v in reference.items() if k != "ports"
+    }
+
+
+def test_rayservice_serve_config_builds_valid_serve_options():
+    from pipeline.serving import app
+
+    config = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
+    assert config["http_options"]["port"] == 8000
+    (application,) = config["applications"]
+    module_name, attr = application["import_path"].split(":")
+    assert getattr(importlib.import_module(module_name), attr) is app.app_builder
+    opts = app.options_from_args(application["args"])  # raises on an unknown or bad arg
+    assert opts.model.endswith("@champion") and opts.replicas is None  # autoscaled
+    assert opts.max_replicas <= rayservice_gpu_max() or opts.gpus == 0
+
+
+def rayservice_gpu_max() -> int:
+    groups = rayservice()["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    return sum(g["maxReplicas"] for g in groups if g["groupName"] == "gpu")
+
+
+def test_ingress_routes_to_the_service_kuberay_makes_for_serve():
+    ingress = docs(KUBERAY / "rayservice.yaml")[1]
+    assert ingress["kind"] == "Ingress"
+    backends = list(walk(ingress, "service"))
+    name = rayservice()["metadata"]["name"]
+    assert backends == [{"name": f"{name}-serve-svc", "port": {"number": 8000}}]

@@ -21,6 +21,7 @@ ROOMS = [
     "pipeline.cluster",
     "pipeline.train",
     "pipeline.inference",
+    "pipeline.serving",
     "pipeline.demo",
     "jobs",
 ]

@@ -77,12 +77,14 @@ def test_two_worker_ddp_tracks_and_registers(ray_local, tmp_path):
     state = checkpoints.load_latest_state(fs, f"{root}/ddp")
     vae = VAE(cfg.model.__class__(**{**cfg.model.to_dict(), "input_shape": (1, 8, 8)}))
     vae.load_state_dict(state["best_model"])
-    x = torch.rand(5, 1, 8, 8)
+    rows = torch.randint(0, 256, (5, 64), dtype=torch.uint8)  # raw digits rows, as stored
+    x = (rows.view(5, 1, 8, 8).float() / 255.0 > 0.5).float()  # binarize at 0.5 to serve
     with torch.no_grad():
         expected = vae.eval().encode(x)[0].numpy()
     model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
-    got = np.asarray(model.predict(x.numpy()))
+    got = np.stack(model.predict(rows.numpy())["mu"])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert model.metadata.metadata["vaepipe"]["threshold"] is not None  # from the val split
 
 
 def test_killed_worker_resumes_as_one_finished_run(ray_local, tmp_path):
