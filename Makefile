@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast test-reliability lint audit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +22,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not ray and not e2e"
+	$(BIN)/python -m pytest -m "not ray and not e2e and not reliability"
+
+# Part of `make test`; alone: exit paths, registry races, hostile artifacts, Ray/MLflow exposure.
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -m reliability --durations=0
+
+# pip-audit over the installed set; exit 3 (and says so) when its database is unreachable.
+audit: $(STAMP)
+	$(BIN)/python tools/audit.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

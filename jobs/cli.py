@@ -15,6 +15,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jobs.demo", "train on built-in digits, register, encode and evaluate, all locally"),
     "prepare": ("jobs.prepare", "convert any source to sharded Parquet in vaepipe's layout"),
     "train": ("jobs.train", "train a VAE with Ray Train, tracked in MLflow, model registered"),
+    "tune": ("jobs.tune", "sweep hyperparameters with Ray Tune; best trial registered"),
     "encode": ("jobs.encode", "write latent Parquet for a dataset with a registered model"),
     "evaluate": ("jobs.evaluate", "IS-NLL, ELBO terms, active units and anomaly AUROC of a model"),
     "sample": ("jobs.sample", "image grid of prior samples or reconstructions"),
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(sub_parser)
     rest = argv[argv.index(known.command) + 1 :]
     args = sub_parser.parse_args(rest)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     return run_command(module, args)
 
 
@@ -86,6 +89,14 @@ def configure_logging(verbose: bool) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", logging.getLevelName(library_level))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``ray job stop``, Kubernetes, ``kill``): stop like Ctrl-C, so runs end KILLED."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def run_command(module, args: argparse.Namespace) -> int:
     """Run one subcommand and map how it ends to an exit code (see the module docstring)."""
     from pipeline.errors import UserError
@@ -96,6 +107,9 @@ def run_command(module, args: argparse.Namespace) -> int:
     except (UserError, ConfigError) as exc:
         print(f"vaepipe: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("vaepipe: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("vaepipe: interrupted", file=sys.stderr)
         return 130

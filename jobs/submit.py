@@ -39,13 +39,14 @@ def vaepipe_args(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     entry = submission.entrypoint(vaepipe_args(args))
     working_dir = args.working_dir.resolve() if args.working_dir else None
-    renv = submission.runtime_env(
-        working_dir or submission.default_working_dir(), submission.forwarded_env()
-    )
+    forwarded = submission.forwarded_env()
+    renv = submission.runtime_env(working_dir or submission.default_working_dir(), forwarded)
     client, url, token = submission.connect(args.address)
     with submission.cluster_errors(url, token):
         job_id = submission.submit(client, entry, renv, args.submission_id)
         print(f"vaepipe: submitted {job_id} to {url}", file=sys.stderr)
+        note = submission.forwarding_note(forwarded, submission.withheld_vars())
+        print(f"vaepipe: {note}", file=sys.stderr)
         if args.no_wait:
             print(job_id)
             return 0

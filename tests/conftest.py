@@ -1,4 +1,5 @@
-"""Shared fixtures: MLflow in a temporary SQLite store, one local Ray per module, real MNIST."""
+"""Shared fixtures: MLflow in a temporary SQLite store, one local Ray per module, real MNIST,
+and a private PostgreSQL cluster for the tracking servers of the e2e and reliability tiers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pg_cluster
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +52,14 @@ def mnist_dir() -> Path:
     if not all((MNIST_DIR / n).exists() for n in needed):
         pytest.skip(f"real MNIST IDX files not found in {MNIST_DIR} (set VAEPIPE_MNIST_DIR)")
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def postgres() -> pg_cluster.PgCluster:
+    """One private PostgreSQL cluster per session; tests that need it skip where it can't run."""
+    reason = pg_cluster.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = pg_cluster.start()
+    yield cluster
+    pg_cluster.stop(cluster)

@@ -1,11 +1,12 @@
-"""A real Ray head (token auth) and a real MLflow server (SQLite) on 127.0.0.1, for dev and e2e.
+"""A real Ray head (token auth) and a real MLflow server (basic auth) on 127.0.0.1, for dev and e2e.
 
 ``start(root)`` creates everything under ``root``: a private ``HOME`` (Ray keeps its token in
-``$HOME/.ray/auth_token``), a short Ray temp dir, the MLflow database and artifact dir, logs,
+``$HOME/.ray/auth_token``), a short Ray temp dir, the MLflow database (SQLite, unless a
+``--backend-store-uri`` such as ``postgresql://...`` is given) and artifact dir, logs,
 and ``state.json`` with pids, ports, addresses and the token path. ``stop(root)`` ends exactly
 those processes (see ``stack_processes``) and checks that none is left.
 
-    python -m pipeline.cluster.local_stack start [--dir DIR] [--num-cpus N]
+    python -m pipeline.cluster.local_stack start [--dir DIR] [--num-cpus N] [--backend-store-uri U]
     python -m pipeline.cluster.local_stack add-node [--dir DIR] [--num-cpus N]
     python -m pipeline.cluster.local_stack env|status|stop [--dir DIR]
 """
@@ -25,6 +26,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.cluster import mlflow_auth, secrets_files
 from pipeline.cluster import stack_processes as procs
 from pipeline.errors import UserError
 
@@ -57,13 +59,18 @@ class StackState:
     mlflow_uri: str
     mlflow_pid: int
     nodes: list[RayNode] = field(default_factory=list)
+    mlflow_auth: dict[str, str] = field(default_factory=dict)  # MlflowAuth fields
+
+    def auth(self) -> mlflow_auth.MlflowAuth:
+        return mlflow_auth.MlflowAuth(**self.mlflow_auth)
 
     def env(self) -> dict[str, str]:
-        """What a client needs to use this stack."""
+        """What a client needs to use this stack (the MLflow admin's credentials included)."""
         return {
             "RAY_ADDRESS": self.dashboard_url,
             "RAY_AUTH_TOKEN_PATH": self.token_path,
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            **self.auth().client_env(),
         }
 
     def pids(self) -> list[int]:
@@ -109,11 +116,7 @@ def _server_env(root: Path, marker: str) -> dict[str, str]:
 
 
 def _write_token(home: Path) -> Path:
-    path = home / ".ray" / "auth_token"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(secrets.token_hex(32))
-    path.chmod(0o600)
-    return path
+    return secrets_files.write_private(home / ".ray" / "auth_token", secrets_files.new_secret())
 
 
 def _short_temp_dir(prefix: str) -> str:
@@ -151,15 +154,18 @@ def _start_head(root: Path, env: dict[str, str], num_cpus: int) -> tuple[RayNode
     return node, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}"
 
 
-def _start_mlflow(root: Path, env: dict[str, str]) -> tuple[int, str]:
+def _start_mlflow(
+    root: Path, env: dict[str, str], backend: str | None, auth: mlflow_auth.MlflowAuth
+) -> tuple[int, str]:
     port = procs.free_port()
     cmd = [
         _bin("mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--backend-store-uri", backend or f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "mlartifacts"),
         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        *mlflow_auth.server_args(port),
     ]  # fmt: skip
-    pid = procs.spawn(cmd, env, root / "logs" / "mlflow.log")
+    pid = procs.spawn(cmd, env | auth.server_env(), root / "logs" / "mlflow.log")
     return pid, f"http://127.0.0.1:{port}"
 
 
@@ -207,20 +213,28 @@ def _alive_node_count(url: str, token: str) -> int:
     return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
 
 
-def start(root: Path = DEFAULT_DIR, num_cpus: int = 4) -> StackState:
-    """Start the Ray head and the MLflow server under ``root``; returns the saved state."""
+def start(
+    root: Path = DEFAULT_DIR, num_cpus: int = 4, backend_store_uri: str | None = None
+) -> StackState:
+    """Start the Ray head and the MLflow server under ``root``; returns the saved state.
+
+    ``backend_store_uri``: the MLflow server's database (default: SQLite under ``root``).
+    """
     root = Path(root).resolve()
     if (root / STATE_FILE).exists():
         raise UserError(f"a local stack is already recorded in {root}; stop it first")
     marker = secrets.token_hex(8)
     env = _server_env(root, marker)
     token_path = _write_token(Path(env["HOME"]))
-    mlflow_pid, mlflow_uri = _start_mlflow(root, env)
+    auth = mlflow_auth.prepare(root)
+    # Ray nodes carry the MLflow credentials: jobs log with the cluster's own, not forwarded ones.
+    env.update(auth.client_env())
+    mlflow_pid, mlflow_uri = _start_mlflow(root, env, backend_store_uri, auth)
     head, gcs, dashboard = _start_head(root, env, num_cpus)
     state = StackState(
         root=str(root), marker=marker, home=env["HOME"], token_path=str(token_path),
         ray_address=gcs, dashboard_url=dashboard, mlflow_uri=mlflow_uri,
-        mlflow_pid=mlflow_pid, nodes=[head],
+        mlflow_pid=mlflow_pid, nodes=[head], mlflow_auth=asdict(auth),
     )  # fmt: skip
     save_state(state)  # before waiting, so a failed start can still be stopped
     try:
@@ -237,7 +251,7 @@ def start(root: Path = DEFAULT_DIR, num_cpus: int = 4) -> StackState:
 def add_node(root: Path = DEFAULT_DIR, num_cpus: int = 2) -> RayNode:
     """Join one more Ray node (own temp dir, same token) to the stack's head."""
     state = load_state(root)
-    env = _server_env(Path(state.root), state.marker)
+    env = _server_env(Path(state.root), state.marker) | state.auth().client_env()
     temp_dir = _short_temp_dir("vp_node_")
     cmd = [
         _bin("ray"), "start", "--block", "--disable-usage-stats",
@@ -285,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["start", "stop", "status", "env", "add-node"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack directory")
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the node")
+    parser.add_argument(
+        "--backend-store-uri", help="MLflow's database (default: SQLite in the stack dir)"
+    )
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -295,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.action == "start":
-        _print_env(start(args.dir, args.num_cpus or 4))
+        _print_env(start(args.dir, args.num_cpus or 4, args.backend_store_uri))
     elif args.action == "add-node":
         node = add_node(args.dir, args.num_cpus or 2)
         print(f"node pid {node.pid} joined")

@@ -7,12 +7,23 @@ machine (it scans for local GCS processes), which on a shared host is someone el
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+
+from pipeline.cluster import secrets_files
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Initialize Ray once per process (no-op when already initialized, e.g. in tests)."""
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Initialize Ray once per process (no-op when already initialized, e.g. in tests).
+
+    ``dashboard``: start a local instance with its dashboard, which serves the State API. Ray
+    Train's placement-group cleaner needs it to free the workers of a run whose controller was
+    killed (a trial stopped by Tune); without it they hold their CPUs until Ray shuts down.
+    """
     import ray
     from ray.data import DataContext
 
@@ -30,14 +41,31 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
     # and the workers' output reach this terminal.
     verbose = _verbose()
-    ray.init(
-        address=address,
-        log_to_driver=verbose,
-        logging_level=logging.INFO if verbose else logging.WARNING,
-        include_dashboard=False,
-        **kwargs,
-    )
+    if address == "local":
+        secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
+    with _sigterm_handler_kept():
+        ray.init(
+            address=address,
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.WARNING,
+            include_dashboard=dashboard,
+            **kwargs,
+        )
 
 
 def _verbose() -> bool:
     return os.environ.get("VAEPIPE_VERBOSE") == "1"
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """Undo ``ray.init``'s SIGTERM handler (``sys.exit(15)``) when the process had its own.
+
+    Ray's handler makes SIGTERM (``ray job stop``, Kubernetes) look like a failure, and the
+    MLflow run would end FAILED; the CLI's handler raises an interrupt, so it ends KILLED.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    yield
+    if callable(previous):
+        signal.signal(signal.SIGTERM, previous)

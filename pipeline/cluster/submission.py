@@ -27,8 +27,16 @@ WORKING_DIR_EXCLUDES = [
     ".venv", "mlflow.db", "mlartifacts", "outputs", ".git", ".vaepipe", "ray_results",
     "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info",
 ]  # fmt: skip
-FORWARDED_PREFIXES = ("MLFLOW_", "VAEPIPE_")
-SUBMITTABLE = ("train", "encode", "evaluate", "prepare", "sample")
+# The only variables a job gets from the submitter: where to track, and data settings. Never
+# credentials: a job's runtime env is readable by anyone holding the Ray token, so passwords
+# and tokens come from the cluster's own configuration (node env, Kubernetes Secrets).
+FORWARDED_VARS = (
+    "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME",
+    "VAEPIPE_MNIST_DIR", "VAEPIPE_CACHE", "VAEPIPE_DOWNLOAD_TIMEOUT",
+)  # fmt: skip
+# Set in the submitter's shell but deliberately not forwarded: named so the user knows.
+WITHHELD_PREFIXES = ("MLFLOW_", "VAEPIPE_", "AWS_", "RAY_AUTH_TOKEN")
+SUBMITTABLE = ("train", "encode", "evaluate", "prepare", "sample", "tune")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 POLL_S = 1.0
 # Ray's client lets these override the address it is given; vaepipe resolves them itself.
@@ -67,11 +75,28 @@ def resolve_token() -> Token | None:
 
 
 def forwarded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The user's MLFLOW_*/VAEPIPE_* variables, plus the tracking URI in force (always set)."""
+    """The allow-listed variables that are set, plus the tracking URI in force (always set)."""
     environ = dict(os.environ if environ is None else environ)
-    env = {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}
+    env = {k: environ[k] for k in FORWARDED_VARS if environ.get(k)}
     env["MLFLOW_TRACKING_URI"] = environ.get("MLFLOW_TRACKING_URI") or mlflow_store.tracking_uri()
     return env
+
+
+def withheld_vars(environ: dict[str, str] | None = None) -> list[str]:
+    """Names of the submitter's tracking/credential variables that the job does not get."""
+    environ = dict(os.environ if environ is None else environ)
+    return sorted(k for k in environ if k.startswith(WITHHELD_PREFIXES) and k not in FORWARDED_VARS)
+
+
+def forwarding_note(forwarded: dict[str, str], withheld: list[str]) -> str:
+    """One line for stderr: what the job receives and what it does not (names only)."""
+    note = f"forwarding {', '.join(sorted(forwarded))} to the job"
+    if withheld:
+        note += (
+            f"; not forwarded: {', '.join(withheld)} (credentials come from the cluster's "
+            "own configuration)"
+        )
+    return note
 
 
 def runtime_env(working_dir: Path | None, env_vars: dict[str, str]) -> dict:

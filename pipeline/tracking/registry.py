@@ -15,8 +15,13 @@ What one logged model holds (an MLflow pyfunc logged as "models from code", so n
                            ``params={"threshold": t}`` overrides it
 
 Registration: every call makes a new version of ``registered_name`` with alias ``candidate``;
-alias ``champion`` moves to it only when its validation loss (lower is better, stored as the
-version tag ``val_loss``) beats the current champion's.
+alias ``champion`` points at the READY version with the lowest validation loss (the version tag
+``val_loss``; ties go to the older version; NaN never wins). MLflow has no compare-and-set for
+aliases, so two registrations finishing together could each read the old champion and the worse
+one write last. Instead every registration *settles* the alias: read all versions, point
+``champion`` at the best, and re-read until what it reads agrees. Whoever writes last re-reads
+after writing and corrects a stale write, so when every registration has returned, ``champion``
+is the best version, whatever the finishing order.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import torch
 from pipeline.errors import UserError
 from pipeline.tracking.scorer import DEFAULT_QUANTILE, RowScorer, score_in_chunks, threshold_from
 from vae_core.model import VAE
-from vae_core.serialization import load_model, save_model
+from vae_core.serialization import UnsafePickleError, load_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -235,40 +240,61 @@ def _pip_requirements() -> list[str]:
 def _set_aliases(
     name: str, version: str, val_loss: float, data_source: str, threshold: float | None
 ) -> list[str]:
-    """Tag the version, point ``candidate`` at it, and ``champion`` if it beats the holder."""
+    """Tag the version, point ``candidate`` at it, and settle ``champion`` (module docstring)."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
+    # The tag first: a version is a champion contender only once its val_loss is readable.
     client.set_model_version_tag(name, version, VAL_LOSS_TAG, repr(float(val_loss)))
     client.set_model_version_tag(name, version, DATA_SOURCE_TAG, data_source)
     if threshold is not None:
         client.set_model_version_tag(name, version, THRESHOLD_TAG, repr(threshold))
     client.set_registered_model_alias(name, CANDIDATE, version)
     aliases = [CANDIDATE]
-    if _beats_champion(client, name, float(val_loss)):
-        client.set_registered_model_alias(name, CHAMPION, version)
+    if settle_champion(client, name) == version:
         aliases.append(CHAMPION)
     return aliases
 
 
-def _beats_champion(client, name: str, val_loss: float) -> bool:
-    """True when there is no champion, or ours has a strictly lower validation loss.
+SETTLE_ROUNDS = 50  # each round sees at least one more version; registrations are finite
 
-    A champion without a readable ``val_loss`` tag is replaced; a NaN loss never wins.
-    """
+
+def settle_champion(client, name: str) -> str | None:
+    """Point ``champion`` at the best version until a fresh read agrees; returns it."""
+    for _ in range(SETTLE_ROUNDS):
+        best = best_version(client, name)
+        if best is None or _champion_version(client, name) == best:
+            return best
+        client.set_registered_model_alias(name, CHAMPION, best)
+    log.warning("champion of %s still moving after %d rounds", name, SETTLE_ROUNDS)
+    return _champion_version(client, name)
+
+
+def best_version(client, name: str) -> str | None:
+    """The READY version with the lowest finite ``val_loss`` tag (older wins a tie)."""
+    scored = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        loss = _val_loss(mv)
+        if str(mv.status).endswith("READY") and loss is not None:
+            scored.append((loss, int(mv.version)))
+    return str(min(scored)[1]) if scored else None
+
+
+def _val_loss(mv) -> float | None:
+    try:
+        loss = float(mv.tags[VAL_LOSS_TAG])
+    except (KeyError, ValueError):
+        return None
+    return None if math.isnan(loss) else loss
+
+
+def _champion_version(client, name: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
-    if math.isnan(val_loss):
-        return False
     try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
-        return True
-    try:
-        held = float(champion.tags[VAL_LOSS_TAG])
-    except (KeyError, ValueError):
-        return True
-    return math.isnan(held) or val_loss < held
+        return None
 
 
 # ----------------------------------------------------------------------------- loading
@@ -305,7 +331,10 @@ def load_vae(uri: str) -> LoadedModel:
         save_dir = next((d for d in save_dirs if (d / "config.json").exists()), None)
         if save_dir is None:
             raise UserError(f"{uri} is not a vaepipe model (no {VAE_DIR}/config.json)")
-        vae, extra = load_model(save_dir)
+        try:
+            vae, extra = load_model(save_dir)
+        except UnsafePickleError as exc:  # a tampered artifact: refuse, one line
+            raise UserError(f"model {uri}: {exc}") from None
     extra = extra or {}
     return LoadedModel(
         vae=vae.eval(),

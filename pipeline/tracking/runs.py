@@ -1,8 +1,11 @@
 """MLflow tracking of a training job: one run per job, written by the driver and rank 0 only.
 
 Run lifecycle (driver): :func:`open_run` finds the job's run by its tag (a rerun of a named
-job, or a worker-group restart, reuses it) or creates it; :func:`tracked_run` sets its final
-status truthfully — FINISHED, FAILED on an error, KILLED on Ctrl-C — so no run is left RUNNING.
+job, or a worker-group restart, reuses it) or creates it, and records its owner process (see
+``run_owner``); :func:`tracked_run` sets its final status truthfully — FINISHED, FAILED on an
+error or ``sys.exit(non-zero)``, KILLED on Ctrl-C or SIGTERM (``ray job stop``, Kubernetes) —
+so no run is left RUNNING. A SIGKILLed owner can set nothing: :func:`fail_orphaned_runs`, called
+at every launch, marks FAILED the RUNNING runs whose owner on this host is provably gone.
 
 Per-epoch logging (rank 0): :class:`EpochLogger` writes through ``MlflowClient`` with the run id,
 never ``mlflow.start_run``, so a worker can't end the run or change its status. Metrics go in one
@@ -21,11 +24,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.tracking import mlflow_store
+from pipeline.tracking import mlflow_store, run_owner
 
 log = logging.getLogger(__name__)
 
 JOB_TAG = "vaepipe.job"  # storage path + run name: identifies a job across reruns
+END_TAG = "vaepipe.end_reason"  # why the run ended, when not a plain finish
 MAX_PARAM_LEN = 500  # MLflow's limit on one param value
 PARAM_BATCH = 100  # MLflow's limit on params per log_batch
 
@@ -58,27 +62,71 @@ def open_run(experiment: str, run_name: str, job_key: str) -> tuple[str, bool]:
     found = client.search_runs(
         [exp_id], filter_string=f"tags.`{JOB_TAG}` = '{job_key}'", max_results=1
     )
+    owner = run_owner.owner_tags()
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
+        _set_tags(client, run_id, owner)
         return run_id, True
-    run = client.create_run(exp_id, run_name=run_name, tags={JOB_TAG: job_key})
+    run = client.create_run(exp_id, run_name=run_name, tags={JOB_TAG: job_key, **owner})
     return run.info.run_id, False
+
+
+def _set_tags(client, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 @contextlib.contextmanager
 def tracked_run(run_id: str) -> Iterator[str]:
-    """Sets the run's final status from how the block ends; the block's exception propagates."""
+    """Sets the run's final status from how the block ends; the block's exception propagates.
+
+    KeyboardInterrupt (Ctrl-C, and SIGTERM as the CLI maps it) → KILLED; ``sys.exit(0)`` →
+    FINISHED; any other exception or exit code → FAILED.
+    """
     client = _client()
     try:
         yield run_id
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, status="KILLED")
+    except KeyboardInterrupt as exc:
+        _end(client, run_id, "KILLED", type(exc).__name__)
         raise
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
+    except SystemExit as exc:
+        ok = exc.code in (0, None)
+        _end(client, run_id, "FINISHED" if ok else "FAILED", f"exit code {exc.code}")
+        raise
+    except BaseException as exc:
+        _end(client, run_id, "FAILED", type(exc).__name__)
         raise
     client.set_terminated(run_id, status="FINISHED")
+
+
+def _end(client, run_id: str, status: str, reason: str) -> None:
+    client.set_tag(run_id, END_TAG, reason)
+    client.set_terminated(run_id, status=status)
+
+
+def fail_orphaned_runs() -> list[str]:
+    """Mark FAILED every RUNNING run whose owner process on this host is gone; their ids.
+
+    Called at launch, before Ray starts: a SIGKILL (OOM killer, node loss, a job deadline)
+    leaves the run RUNNING, and only a later process can tell that nobody owns it any more.
+    """
+    client = _client()
+    exp_ids = [e.experiment_id for e in client.search_experiments()]
+    if not exp_ids:
+        return []
+    host = run_owner.owner_tags()[run_owner.HOST_TAG]
+    query = f"attributes.status = 'RUNNING' and tags.`{run_owner.HOST_TAG}` = '{host}'"
+    failed = []
+    for run in client.search_runs(exp_ids, filter_string=query, max_results=1000):
+        tags = run.data.tags
+        if run_owner.owner_is_gone(tags):
+            reason = f"owner process gone ({run_owner.describe(tags)}), found at a later launch"
+            _end(client, run.info.run_id, "FAILED", reason)
+            log.warning("run %s was left RUNNING: %s; marked FAILED", run.info.run_id, reason)
+            failed.append(run.info.run_id)
+    return failed
 
 
 def log_job_config(run_id: str, config: dict[str, Any], source_file: str | None) -> None:

@@ -4,7 +4,9 @@ A checkpoint directory ``epoch_00003-<ns>`` (sortable by epoch, unique across re
 ``state.pt``: state_dicts and plain values only (model, best model, optimizer, scheduler,
 grad scaler, epoch, step, early-stopping state, RNG state). Loading tries the newest checkpoint
 first and falls back to older ones when it is corrupt or missing; when checkpoints exist but none
-loads it fails with a clear error instead of silently restarting from epoch 0.
+loads it fails with a clear error instead of silently restarting from epoch 0. A checkpoint whose
+pickle would run code is not "corrupt" but hostile: it stops the load at once, with one line
+naming it, instead of quietly falling back to an older one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow.fs as pafs
 import torch
 
 from pipeline.errors import UserError
+from vae_core.serialization import UnsafePickleError, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,10 @@ def save_state(state: dict[str, Any], directory: str | Path) -> Path:
 
 
 def _read_state(fs: pafs.FileSystem, dir_path: str) -> dict[str, Any]:
-    with fs.open_input_file(f"{dir_path.rstrip('/')}/{STATE_FILE}") as f:
+    path = f"{dir_path.rstrip('/')}/{STATE_FILE}"
+    with fs.open_input_file(path) as f:
         data = f.read()
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    state = load_weights(io.BytesIO(data), path)
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise ValueError(f"state.pt lacks {missing}")
@@ -79,6 +83,8 @@ def load_latest_state(
     for path in candidates:
         try:
             state = _read_state(fs, path)
+        except UnsafePickleError as exc:
+            raise CheckpointError(str(exc)) from None
         except Exception as exc:  # corrupt, truncated or deleted: try the previous one
             log.warning("checkpoint %s unusable (%s); trying the previous one", path, exc)
             errors.append(f"{path}: {type(exc).__name__}: {exc}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,11 @@ PROGRESS_KEYS = ("train/loss", "val/neg_elbo", "samples_per_s")  # what jobs/tra
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
 # Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
 CONTROLLER_FAILURE_LIMIT = 2
+# Ray Train's controller takes a worker's report from a one-slot queue when it polls the
+# workers, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default), so an epoch shorter than
+# that waits for the poll: digits epochs took 1.8 s wall for 0.4 s of work (bench/startup.py).
+# Ray Train passes the variable from the driver to its controller; a user's own value wins.
+REPORT_POLL_ENV, REPORT_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
 
 
 @dataclass(frozen=True)
@@ -91,12 +97,17 @@ def _total_steps(cfg: TrainJobConfig, source, plan: WorkerPlan) -> int:
     return per_epoch * cfg.train.epochs
 
 
-def _trainer(cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, storage: str):
+def build_trainer(
+    cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, storage: str, callbacks=()
+):
+    """The job's ``TorchTrainer``; ``callbacks`` are Ray Train ``UserCallback``s (a sweep's
+    trial passes Tune's report callback)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipeline.train.loop import train_func
 
+    os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     return TorchTrainer(
         train_func,
         train_loop_config=loop_config,
@@ -115,9 +126,34 @@ def _trainer(cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, st
                 controller_failure_limit=CONTROLLER_FAILURE_LIMIT,
             ),
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            callbacks=list(callbacks),
         ),
         datasets=dict(source.splits),
     )
+
+
+def worker_config(
+    cfg: TrainJobConfig,
+    source,
+    preprocessor: Preprocessor,
+    plan: WorkerPlan,
+    run_name: str,
+    storage: str,
+    threads: int | None,
+) -> dict[str, Any]:
+    """``train_func``'s config (see ``pipeline.train.loop``), without tracking: the caller sets
+    ``run_id`` and ``tracking_uri`` when the job is tracked."""
+    _fs, root = checkpoints.filesystem_for(storage)
+    return {
+        "job": cfg.to_dict(),
+        "preprocessor": preprocessor.to_dict(),
+        "run_id": None,
+        "tracking_uri": None,
+        "storage_path": storage,
+        "run_dir": f"{root}/{run_name}",
+        "total_steps": _total_steps(cfg, source, plan),
+        "threads": threads,
+    }
 
 
 def _fit_with_progress(trainer, run_id: str | None, progress: Progress | None):
@@ -142,11 +178,11 @@ def _fit_with_progress(trainer, run_id: str | None, progress: Progress | None):
         if progress is not None and run_id:
             seen = _relay_progress(run_id, seen, progress)
     if "error" in box:
-        raise _user_facing(box["error"])
+        raise user_facing(box["error"])
     return box["result"]
 
 
-def _user_facing(exc: BaseException) -> BaseException:
+def user_facing(exc: BaseException) -> BaseException:
     """A worker's one-line ``UserError`` (bad data, unusable checkpoints) instead of Ray's
     multi-line wrapper; anything else unchanged."""
     from pipeline.data.ray_errors import find_user_error
@@ -234,23 +270,14 @@ def run_training(
     storage = storage_root(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"
-    _fs, root = checkpoints.filesystem_for(storage)
     tracking_uri = store_ready() if store_ready is not None else None
-    loop_config = {
-        "job": cfg.to_dict(),
-        "preprocessor": preprocessor.to_dict(),
-        "run_id": None,
-        "tracking_uri": tracking_uri,
-        "storage_path": storage,
-        "run_dir": f"{root}/{run_name}",
-        "total_steps": _total_steps(cfg, source, plan),
-        "threads": int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None,
-        "fault": fault,
-        "gate": gate,
-        "train_order": order,
-    }
+    if cfg.tracking.enabled:
+        runs.fail_orphaned_runs()  # runs of SIGKILLed launches (their owner is gone)
+    threads = int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None
+    loop_config = worker_config(cfg, source, preprocessor, plan, run_name, storage, threads)
+    loop_config.update(tracking_uri=tracking_uri, fault=fault, gate=gate, train_order=order)
     if not cfg.tracking.enabled:
-        trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
+        trainer = build_trainer(cfg, source, plan, loop_config, run_name, storage)
         out = _fit_with_progress(trainer, None, None).return_value or {}
         return _result(out, "", cfg.tracking.model_name, "", (), run_name)
     job_key = f"{storage}/{run_name}"
@@ -259,7 +286,7 @@ def run_training(
         runs.log_job_config(run_id, cfg.to_dict(), config_file)
         log_inputs(run_id, cfg.data.source, source.digest, split_rows(source, order))
         loop_config["run_id"] = run_id
-        trainer = _trainer(cfg, source, plan, loop_config, run_name, storage)
+        trainer = build_trainer(cfg, source, plan, loop_config, run_name, storage)
         result = _fit_with_progress(trainer, run_id, progress)
         out = result.return_value or {}
         vae = _final_vae(cfg, result, storage, run_name)

@@ -211,14 +211,37 @@ def test_train_job_checkpoints_to_shared_storage():
     assert mounts and set(mounts) == {"/mnt/vaepipe"}  # head and every worker see the same path
 
 
-def test_ray_pods_get_the_tracking_uri_from_a_configmap():
+def test_ray_pods_get_the_tracking_uri_from_a_configmap_and_credentials_from_a_secret():
     config = docs(KUBERAY / "vaepipe-config.yaml")
     configmap = next(d for d in config if d["kind"] == "ConfigMap")
+    secret = next(d for d in config if d["kind"] == "Secret")
     assert configmap["data"]["MLFLOW_TRACKING_URI"].startswith("http://mlflow:")
+    assert set(secret["stringData"]) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     for spec in cluster_specs():
         for container in containers(spec):
-            refs = [e["configMapRef"]["name"] for e in container.get("envFrom", [])]
-            assert configmap["metadata"]["name"] in refs
+            env_from = container.get("envFrom", [])
+            maps = [e["configMapRef"]["name"] for e in env_from if "configMapRef" in e]
+            secrets = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
+            assert configmap["metadata"]["name"] in maps
+            assert secret["metadata"]["name"] in secrets
+
+
+def test_mlflow_servers_require_authentication_without_a_default_password():
+    compose = docs(DEPLOY / "mlflow" / "docker-compose.yaml")[0]["services"]["mlflow"]
+    k8s = next(d for d in docs(DEPLOY / "mlflow/k8s/mlflow.yaml") if d["kind"] == "Deployment")
+    (server,) = containers(k8s)
+    for command, env in [
+        (" ".join(compose["command"]), compose["environment"]),
+        (" ".join(server["args"]), {e["name"]: e for e in server["env"]}),
+    ]:
+        assert "--app-name basic-auth" in command
+        assert "auth_config.py" in command and "--allowed-hosts" in command
+        assert "*" not in command.split("--allowed-hosts")[1].split()[0].replace(".*.", ".")
+        password = env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+        # From the environment (compose: required, no fallback) or a Secret, never a literal.
+        assert ":?" in str(password) or "secretKeyRef" in str(password)
+    assert (DEPLOY / "mlflow" / "auth_config.py").is_file()
+    assert "auth_config.py" in (DEPLOY / "mlflow" / "Dockerfile").read_text()
 
 
 def test_compose_runs_mlflow_on_postgres_and_minio():

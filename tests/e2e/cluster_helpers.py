@@ -19,8 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_ROWS, TEST_ROWS = 1200, 300
 
 
-def start_stack(root: Path, num_cpus: int) -> local_stack.StackState:
-    return local_stack.start(root, num_cpus=num_cpus)
+def start_stack(root: Path, num_cpus: int, postgres) -> local_stack.StackState:
+    """The local stack with its MLflow server on a fresh database of ``postgres``."""
+    return local_stack.start(root, num_cpus=num_cpus, backend_store_uri=postgres.create_database())
 
 
 def stop_stack(state: local_stack.StackState) -> None:

@@ -1,4 +1,5 @@
-"""The cluster path against real servers: a token-auth Ray head and an MLflow server (SQLite).
+"""The cluster path against real servers: a token-auth Ray head and an MLflow server (PostgreSQL,
+basic auth; jobs log with the credentials the Ray nodes carry).
 
 One local stack for the module. Tests run in file order: train registers the model that
 encode then reads (``models:/NAME@champion``).
@@ -25,8 +26,8 @@ MODEL = "e2e_vae"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    state = start_stack(tmp_path_factory.mktemp("stack"), num_cpus=4)
+def stack(tmp_path_factory, postgres):
+    state = start_stack(tmp_path_factory.mktemp("stack"), num_cpus=4, postgres=postgres)
     try:
         yield state
     finally:

@@ -31,8 +31,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory):
-    state = start_stack(tmp_path_factory.mktemp("stack2"), num_cpus=3)
+def two_nodes(tmp_path_factory, postgres):
+    state = start_stack(tmp_path_factory.mktemp("stack2"), num_cpus=3, postgres=postgres)
     try:
         local_stack.add_node(Path(state.root), num_cpus=3)
         yield local_stack.load_state(Path(state.root))

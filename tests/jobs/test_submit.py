@@ -124,21 +124,36 @@ def test_missing_token_path_is_a_user_error(no_token_env, monkeypatch):
         submission.resolve_token()
 
 
-def test_forwarded_env_carries_mlflow_and_vaepipe_settings_but_no_ray_token():
-    env = submission.forwarded_env(
-        {
-            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-            "MLFLOW_EXPERIMENT_NAME": "exp",
-            "VAEPIPE_MNIST_DIR": "/data/mnist",
-            "RAY_AUTH_TOKEN": "secret",
-            "HOME": "/home/me",
-        }
-    )
-    assert env == {
+SUBMITTER_ENV = {
+    "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "MLFLOW_EXPERIMENT_NAME": "exp",
+    "VAEPIPE_MNIST_DIR": "/data/mnist",
+    "MLFLOW_TRACKING_PASSWORD": "hunter22hunter22",
+    "MLFLOW_TRACKING_TOKEN": "tok",
+    "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "RAY_AUTH_TOKEN": "secret",
+    "HOME": "/home/me",
+}
+
+
+def test_forwarded_env_is_an_allow_list_without_credentials():
+    assert submission.forwarded_env(SUBMITTER_ENV) == {
         "MLFLOW_TRACKING_URI": "http://mlflow:5000",
         "MLFLOW_EXPERIMENT_NAME": "exp",
         "VAEPIPE_MNIST_DIR": "/data/mnist",
     }
+
+
+def test_withheld_variables_are_named_not_shown():
+    withheld = submission.withheld_vars(SUBMITTER_ENV)
+    assert withheld == [
+        "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN", "RAY_AUTH_TOKEN",
+    ]  # fmt: skip
+    note = submission.forwarding_note(submission.forwarded_env(SUBMITTER_ENV), withheld)
+    assert "\n" not in note and "hunter22" not in note and "aws-secret" not in note
+    assert note.startswith("forwarding MLFLOW_EXPERIMENT_NAME, MLFLOW_TRACKING_URI, ")
 
 
 def test_forwarded_env_always_names_the_tracking_store(monkeypatch, tmp_path):
@@ -159,8 +174,8 @@ def test_cli_rejects_a_non_submittable_command_in_one_line(capsys):
     assert cli.main(["submit", "--", "ui"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "vaepipe: error: submit runs one of train, encode, evaluate, prepare, sample on the "
-        "cluster, got ui"
+        "vaepipe: error: submit runs one of train, encode, evaluate, prepare, sample, tune "
+        "on the cluster, got ui"
     ]
 
 
@@ -196,3 +211,8 @@ def test_ui_on_a_tracking_server_points_at_it(monkeypatch, capsys):
     assert ui.ui_command("127.0.0.1", 5000) is None
     assert cli.main(["ui"]) == 0
     assert "http://mlflow.example:5000" in capsys.readouterr().out
+
+
+def test_entrypoint_runs_a_sweep():
+    entry = submission.entrypoint(["tune", "--config", "mnist", "--space", "mnist"])
+    assert shlex.split(entry)[3:5] == ["tune", "--config"]

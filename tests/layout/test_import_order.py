@@ -20,6 +20,7 @@ ROOMS = [
     "pipeline.tracking",
     "pipeline.cluster",
     "pipeline.train",
+    "pipeline.tune",
     "pipeline.inference",
     "pipeline.serving",
     "pipeline.demo",

@@ -1,0 +1,120 @@
+"""One trial of a sweep: the Tune function trainable that runs a ``vaepipe train`` job.
+
+Train V2's pattern: the trainable builds a ``TorchTrainer`` for its sampled config and fits it;
+Tune's ``TuneReportCallback`` forwards every ``ray.train.report`` of rank 0 (one per epoch,
+with ``val/neg_elbo`` and ``epoch``) to Tune, which is what ASHA decides on. The trial's job is
+the same as ``vaepipe train``'s (``pipeline.train.trainer`` builds it), tracked in its own MLflow
+run nested under the sweep's run, and checkpointed under ``<storage>/<sweep>-<trial id>``: a
+trial restarted by a resumed sweep continues from its last checkpoint, in the same MLflow run.
+
+A trial Tune stops (ASHA) dies with its actor before it can close its run; the sweep's driver
+sets such runs KILLED afterwards. A trial registers nothing: the sweep registers the best one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config.job import TrainJobConfig, apply_override
+from pipeline.train.resources import WorkerPlan
+
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
+TRIAL_TAG = "vaepipe.trial_id"
+SWEEP_TAG = "vaepipe.sweep"
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of a sweep shares (passed to Tune with ``tune.with_parameters``)."""
+
+    name: str
+    base: dict[str, Any]
+    """The base job config (``TrainJobConfig.to_dict()``) the sampled keys override."""
+    workers: WorkerPlan
+    storage: str
+    parent_run_id: str | None
+    tracking_uri: str | None
+
+    def trial_run_name(self, trial_id: str) -> str:
+        return f"{self.name}-{trial_id}"
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any], run_name: str) -> TrainJobConfig:
+    """The base config with the trial's sampled ``params`` (dotted keys) applied.
+
+    Trials skip the IS-NLL (k forward passes per test example): the sweep ranks trials by
+    validation -ELBO, and ``vaepipe evaluate`` measures the registered best.
+    """
+    import copy
+    import json
+
+    raw = copy.deepcopy(base)
+    for key, value in params.items():
+        apply_override(raw, f"{key}={json.dumps(value)}")
+    cfg = TrainJobConfig.from_dict(raw)
+    return dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(cfg.train, nll_samples=0),
+        tracking=dataclasses.replace(cfg.tracking, run_name=run_name),
+    )
+
+
+def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
+    """Tune's entry point for one trial (runs in the trial's actor)."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipeline.data.ingest import open_source
+    from pipeline.tracking import runs
+    from pipeline.train import trainer
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    run_name = sweep.trial_run_name(trial_id)
+    cfg = trial_config(sweep.base, params, run_name)
+    source = open_source(cfg.data)
+    cfg = trainer.with_input_shape(cfg, source.layout)
+    preprocessor = trainer.build_preprocessor(cfg, source)
+    loop_config = trainer.worker_config(
+        cfg, source, preprocessor, sweep.workers, run_name, sweep.storage,
+        sweep.workers.threads_per_worker,
+    )  # fmt: skip
+
+    def fit() -> None:
+        job = trainer.build_trainer(
+            cfg, source, sweep.workers, loop_config, run_name, sweep.storage,
+            callbacks=[TuneReportCallback()],
+        )  # fmt: skip
+        try:
+            job.fit()
+        except Exception as exc:
+            raise trainer.user_facing(exc) from None
+
+    if sweep.parent_run_id is None:
+        fit()
+        return
+    run_id = _open_trial_run(sweep, cfg, trial_id, run_name, params)
+    loop_config.update(run_id=run_id, tracking_uri=sweep.tracking_uri)
+    with runs.tracked_run(run_id):
+        fit()
+
+
+def _open_trial_run(sweep: SweepContext, cfg: TrainJobConfig, trial_id: str, run_name, params):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import runs
+
+    mlflow.set_tracking_uri(sweep.tracking_uri)
+    mlflow.set_registry_uri(sweep.tracking_uri)
+    job_key = f"{sweep.storage}/{run_name}"
+    run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
+    tags = {PARENT_TAG: sweep.parent_run_id, TRIAL_TAG: trial_id, SWEEP_TAG: sweep.name}
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    runs.log_job_config(run_id, cfg.to_dict(), None)
+    for key, value in params.items():
+        client.set_tag(run_id, f"trial.{key}", str(value))
+    return run_id

@@ -1,0 +1,143 @@
+"""Item 11 (exit paths): every way a training launch ends leaves its MLflow run truthful.
+
+Normal end FINISHED; exception and ``sys.exit(1)`` FAILED; SIGTERM (what ``ray job stop`` and
+Kubernetes send) KILLED; SIGKILL leaves the run RUNNING until the next launch against the same
+store finds its owner process gone and marks it FAILED. Failed or killed runs register nothing.
+The tracking server is real (PostgreSQL-backed); faults are signals sent once the run has
+logged its first epoch (observed in MLflow), never timed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import servers
+from mlflow import MlflowClient
+
+from pipeline.cluster import secrets_files
+from pipeline.tracking import run_owner, runs
+
+pytestmark = pytest.mark.reliability
+
+FIRST_EPOCH_TIMEOUT_S = 240
+MODEL = "exit_paths_vae"
+EXPERIMENT = "exit-paths"
+
+
+def _train_args(tmp: Path, run_name: str, epochs: int) -> list[str]:
+    return [
+        "train", "--data", "digits", "--config", "digits", "--epochs", str(epochs),
+        "--workers", "1", "--experiment", EXPERIMENT, "--model-name", MODEL,
+        "--run-name", run_name, "--set", "data.limit=300", "--set", "train.nll_samples=10",
+        "--set", "train.early_stopping_patience=null",
+        "--set", f"tracking.storage_path={tmp / 'ray_results'}",
+    ]  # fmt: skip
+
+
+def _run_by_name(client: MlflowClient, name: str):
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return None
+    found = client.search_runs([exp.experiment_id], f"attributes.run_name = '{name}'")
+    return found[0] if found else None
+
+
+def _wait_first_epoch(proc: subprocess.Popen, client: MlflowClient, name: str) -> str:
+    """The run id once its first epoch is in MLflow (the fault waits for observed state)."""
+    deadline = time.monotonic() + FIRST_EPOCH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        run = _run_by_name(client, name)
+        if run is not None and run.data.metrics.get("epoch", 0) >= 1:
+            return run.info.run_id
+        time.sleep(0.5)
+    pytest.fail(f"no epoch logged within {FIRST_EPOCH_TIMEOUT_S} s")
+
+
+def _versions(client: MlflowClient) -> list:
+    return client.search_model_versions(f"name = '{MODEL}'")
+
+
+ENDINGS = [
+    ("ok", "FINISHED", 0),
+    ("exit0", "FINISHED", 0),
+    ("raise", "FAILED", 1),
+    ("exit1", "FAILED", 1),
+]
+
+
+def test_run_status_follows_how_the_driver_ends(tracking_server, tmp_path):
+    """Normal end, ``sys.exit(0)``, an exception, ``sys.exit(1)``: one driver process each."""
+    env = servers.isolated_env(
+        tmp_path, secrets.token_hex(8), MLFLOW_TRACKING_URI=tracking_server.uri
+    )
+    driver = Path(__file__).with_name("lifecycle_driver.py")
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
+    for how, status, code in ENDINGS:
+        proc = subprocess.run(
+            [sys.executable, str(driver), how, EXPERIMENT],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == code, (how, proc.stderr[-3000:])
+        run = client.get_run(proc.stdout.split()[0])
+        assert run.info.status == status, how
+        assert all(run.data.tags.get(t) for t in run_owner.OWNER_TAGS)
+
+
+def test_sigkill_leaves_running_until_the_next_launch_fails_it(tracking_server, tmp_path):
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
+    marker = secrets.token_hex(8)
+    env = servers.isolated_env(tmp_path, marker, MLFLOW_TRACKING_URI=tracking_server.uri)
+    killed = servers.vaepipe_popen(env, tmp_path, *_train_args(tmp_path, "killed", 500))
+    try:
+        dead_id = _wait_first_epoch(killed, client, "killed")
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=60)
+    finally:
+        servers.kill_marked(marker)  # its local Ray, orphaned by the SIGKILL
+    assert client.get_run(dead_id).info.status == "RUNNING"  # nobody could say otherwise yet
+
+    marker = secrets.token_hex(8)
+    env = servers.isolated_env(tmp_path, marker, MLFLOW_TRACKING_URI=tracking_server.uri)
+    started = time.monotonic()
+    nxt = servers.vaepipe_popen(env, tmp_path, *_train_args(tmp_path, "next", 1))
+    try:
+        _, stderr = nxt.communicate(timeout=600)
+    finally:
+        servers.kill_marked(marker)
+    print(f"next launch took {time.monotonic() - started:.1f}s")
+    assert nxt.returncode == 0, stderr[-3000:]
+    dead = client.get_run(dead_id)
+    assert dead.info.status == "FAILED"
+    assert dead.data.tags[runs.END_TAG].startswith("owner process gone (pid ")
+    assert client.get_run(_run_by_name(client, "next").info.run_id).info.status == "FINISHED"
+    assert [v.run_id for v in _versions(client)] == [_run_by_name(client, "next").info.run_id]
+
+
+def test_sigterm_ends_the_run_killed_and_registers_nothing(tracking_server, tmp_path):
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
+    marker = secrets.token_hex(8)
+    env = servers.isolated_env(tmp_path, marker, MLFLOW_TRACKING_URI=tracking_server.uri)
+    proc = servers.vaepipe_popen(env, tmp_path, *_train_args(tmp_path, "terminated", 500))
+    try:
+        run_id = _wait_first_epoch(proc, client, "terminated")
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = proc.communicate(timeout=120)
+        print(f"exit {time.monotonic() - signalled:.1f}s after SIGTERM")
+    finally:
+        servers.kill_marked(marker)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "vaepipe: terminated (SIGTERM)"
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[runs.END_TAG] == "Terminated"
+    assert _versions(client) == []
+    # The token the local ray.init used was written 0600 from the start (item 13).
+    assert secrets_files.is_private(tmp_path / "home" / ".ray" / "auth_token")
