@@ -18,6 +18,7 @@ import pyarrow as pa
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.hashing import id_hash, to_unit
+from pipeline.data.label_filter import apply_label_filter
 from pipeline.data.lineage import source_digest
 from pipeline.data.schema import XLayout
 from pipeline.data.shuffle import UnitOrder, mixed, unit_permutation
@@ -142,10 +143,9 @@ def open_source(cfg: DataConfig, train_order: UnitOrder | None = None) -> Source
     surface as ``UserError`` when the data is iterated.
     """
     plan = plan_source(cfg)
+    splits = {s: split_dataset(plan, s, cfg, train_order if s == "train" else None) for s in SPLITS}
     return SourceData(
-        splits={
-            s: split_dataset(plan, s, cfg, train_order if s == "train" else None) for s in SPLITS
-        },
+        splits=apply_label_filter(splits, cfg, plan.has_labels),
         layout=plan.layout,
         has_labels=plan.has_labels,
         description=plan.description,
