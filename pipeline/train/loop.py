@@ -189,7 +189,7 @@ class _Worker:
         t = self.job.train
         data = self.shards[split]
         if train and self.train_order is not None:
-            data = self.train_order.epoch_data(data, epoch, self.rank, self.world)
+            data = self.train_order.epoch_data(data, epoch, self.rank, self.world_size)
         for batch in iter_torch_batches(
             data,
             batch_size=t.batch_size if train else EVAL_BATCH,
