@@ -109,10 +109,12 @@ def run_pipeline(uri: str, data: Path, out: Path, batch: int, threads: int) -> i
 def run_plain(uri: str, data: Path, out: Path, batch: int, threads: int) -> int:
     """What someone would write by hand: read, encode, write; same model code and threads."""
     from pipeline.inference.latent_encoder import LatentEncoder, ModelPayload
+    from pipeline.inference.model_data import model_preprocessor
     from pipeline.tracking.registry import load_vae
 
     loaded = load_vae(uri)
-    enc = LatentEncoder(ModelPayload.from_vae(loaded.vae, loaded.preprocessor, {}), False, threads)
+    payload = ModelPayload.from_vae(loaded.vae, model_preprocessor(loaded), {})
+    enc = LatentEncoder(payload, False, threads)
     out.mkdir(parents=True, exist_ok=True)
     rows, writer = 0, None
     for f in sorted(data.glob("*.parquet")):

@@ -42,6 +42,11 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+def _print_epoch_end(event: dict) -> None:
+    if event["event"] == "epoch":
+        print(f"epoch {event['epoch']}", flush=True)
+
+
 def main() -> dict:
     args = parse()
     from pipeline.config.job import load_job_config
@@ -64,7 +69,7 @@ def main() -> dict:
         ],
     )
     start = time.perf_counter()
-    result = run_training(cfg, progress=lambda m: print(f"epoch {int(m['epoch'])}", flush=True))
+    result = run_training(cfg, progress=_print_epoch_end)
     wall = time.perf_counter() - start
     figures = {
         "test_is_nll_nats": result.metrics.get("test/is_nll"),

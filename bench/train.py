@@ -16,10 +16,10 @@ In one run, on MNIST (real IDX files; ``--rows`` of the training split), the ``m
 
 Side by side: on a shared VM the same loop swings by ±20% (up to 40%) within a minute, so runs
 timed one after another compare the machine's moods. Here the compared loops take turns epoch
-by epoch (``pipeline.train.epoch_gate`` holds each Ray run at its epoch boundaries) in cycles of
-plain, Ray on, Ray off, then off, on, plain (ABBA), ..., and later 1 worker, N workers, then
-N, 1, ... Each figure is the median over cycles of the ratio within a cycle, with every cycle's
-ratio listed; epoch 0 (warm-up) is discarded. The last line is one JSON object.
+by epoch (``bench/epoch_gate.py``, a training hook, holds each Ray run at its epoch boundaries)
+in cycles of plain, Ray on, Ray off, then off, on, plain (ABBA), ..., and later 1 worker,
+N workers, then N, 1, ... Each figure is the median over cycles of the ratio within a cycle,
+with every cycle's ratio listed; epoch 0 (warm-up) is discarded. The last line is one JSON object.
 
     python bench/train.py [--epochs 10] [--rows 54000] [--workers 2]
 """
@@ -159,17 +159,21 @@ class GatedRun:
     """``run_training`` in a thread, each epoch held until ``epoch(e)`` opens it."""
 
     def __init__(self, cfg, gate_dir: str) -> None:
-        from pipeline.train.epoch_gate import EpochGate
+        import epoch_gate  # bench/, next to this script: Ray workers get it by value
+        import ray.cloudpickle
+
         from pipeline.train.trainer import run_training
 
+        ray.cloudpickle.register_pickle_by_value(epoch_gate)
+
         self.epochs = cfg.train.epochs
-        self.gate = EpochGate(gate_dir)
+        self.gate = epoch_gate.EpochGate(gate_dir)
         self.started = time.time()
         self.box: dict = {}
 
         def target() -> None:
             try:
-                self.box["result"] = run_training(cfg, gate=gate_dir)
+                self.box["result"] = run_training(cfg, hooks=[self.gate])
             except BaseException as exc:  # re-raised in the bench thread
                 self.box["error"] = exc
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from jobs.data_flags import add_data_flags, data_overrides
 from jobs.progress import ProgressLine
 from pipeline.inference.encode import DEFAULT_BATCH_SIZE, encode_dataset
 from pipeline.tracking import mlflow_store
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION, m-ID or runs:/…"
     )
-    parser.add_argument("--data", required=True, help="dataset: path, pyarrow URI or builtin")
+    add_data_flags(parser, data_required=True, data_help="dataset: path, pyarrow URI or builtin")
     parser.add_argument("--out", required=True, help="output directory (created; committed last)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--with-z", action="store_true", help="also write a posterior sample z")
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
             args.model,
             args.data,
             args.out,
+            data_overrides=data_overrides(args),
             batch_size=args.batch_size,
             with_z=args.with_z,
             overwrite=args.overwrite,

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from jobs.data_flags import add_data_flags, data_overrides
 from pipeline.errors import UserError
 from pipeline.inference.sample_grid import write_grid
 from pipeline.tracking import mlflow_store
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reconstruct", action="store_true", help="inputs from --data above their reconstructions"
     )
-    parser.add_argument("--data", default=None, help="dataset for --reconstruct")
+    add_data_flags(parser, data_required=False, data_help="dataset for --reconstruct")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         n=args.n,
         seed=args.seed,
         reconstruct_data=args.data if args.reconstruct else None,
+        data_overrides=data_overrides(args),
     )
     print(json.dumps(asdict(result)) if args.json else f"wrote {result.kind} grid to {result.out}")
     return 0

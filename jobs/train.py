@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from jobs.data_flags import add_data_flags, data_overrides
+
 # Shortcut flag -> the config key it sets.
 SHORTCUTS = {
     "data": "data.source",
@@ -24,7 +26,9 @@ SHORTCUTS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="data source: a path, a URI, or digits|shapes|mnist")
+    add_data_flags(
+        parser, data_required=False, data_help="data source: a path, a URI, or digits|shapes|mnist"
+    )
     parser.add_argument(
         "--config", help="YAML job config: a file, or a shipped name (digits, mnist, shapes)"
     )
@@ -59,20 +63,27 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         for flag, key in SHORTCUTS.items()
         if getattr(args, flag) is not None
     ]
+    out += [f"data.{key}={json.dumps(value)}" for key, value in data_overrides(args).items()]
     if args.use_gpu:
         out.append("scaling.use_gpu=true")
     return out + list(args.overrides)
 
 
-def print_progress(metrics: dict[str, float]) -> None:
-    print(
-        f"epoch {int(metrics.get('epoch', 0))}: "
-        f"train loss {metrics.get('train/loss', float('nan')):.3f}  "
-        f"val loss {metrics.get('val/neg_elbo', float('nan')):.3f}  "
-        f"{metrics.get('samples_per_s', 0.0):,.0f} samples/s",
-        file=sys.stderr,
-        flush=True,
-    )
+def print_progress(event: dict) -> None:
+    """One stderr line per progress event (``pipeline.train.progress``): rows within an epoch,
+    the losses at its end."""
+    epoch, done, total = event["epoch"], event.get("rows_done", 0), event.get("rows_total")
+    rows = f"{done:,}/{total:,} rows" if total else f"{done:,} rows"
+    if event.get("event") == "batch":
+        line = f"epoch {epoch}: {rows}"
+    else:
+        line = (
+            f"epoch {epoch}: {rows}  "
+            f"train loss {event.get('train/loss', float('nan')):.3f}  "
+            f"val loss {event.get('val/neg_elbo', float('nan')):.3f}  "
+            f"{event.get('samples_per_s', 0.0):,.0f} samples/s"
+        )
+    print(line, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

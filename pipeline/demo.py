@@ -34,7 +34,7 @@ class DemoResult:
 def run_demo(
     out_dir: str | Path = "outputs",
     epochs: int | None = None,
-    progress: Callable[[dict[str, float]], None] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
     say: Callable[[str], None] = print,
     iw_samples: int = DEMO_IW_SAMPLES,
 ) -> DemoResult:

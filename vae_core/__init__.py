@@ -13,8 +13,10 @@ from vae_core.model import VAE, VAEOutput
 from vae_core.networks import build_decoder, build_encoder
 from vae_core.objectives import (
     ElboTerms,
+    SampledTerms,
     elbo,
     importance_sampled_nll,
+    importance_sampled_terms,
     iwae_bound,
     kl_weight,
     negative_elbo,
@@ -28,6 +30,7 @@ __all__ = [
     "VAE",
     "DiagonalGaussian",
     "ElboTerms",
+    "SampledTerms",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "elbo",
     "gaussian_log_prob",
     "importance_sampled_nll",
+    "importance_sampled_terms",
     "iwae_bound",
     "kl_weight",
     "latent_traversal",

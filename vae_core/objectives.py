@@ -132,11 +132,20 @@ def negative_elbo(model: nn.Module, x: Tensor, n_samples: int = 1) -> Tensor:
     return kl - log_px
 
 
+class SampledTerms(NamedTuple):
+    """Per-example figures from k samples of q(z|x), in nats: each (B,)."""
+
+    neg_elbo: Tensor  # reconstruction + kl
+    reconstruction: Tensor  # -log p(x|z) averaged over the k samples
+    kl: Tensor  # analytic KL(q(z|x) || p(z))
+    is_nll: Tensor  # -log (1/k) sum_i p(x, z_i) / q(z_i|x)
+
+
 @torch.no_grad()
-def importance_sampled_nll(
+def importance_sampled_terms(
     model: nn.Module, x: Tensor, k: int = 5000, chunk_size: int = 100
-) -> Tensor:
-    """-log p(x) per example (B,), estimated with k importance samples from q(z|x).
+) -> SampledTerms:
+    """The k-sample IS-NLL and, from the same samples, the ELBO's terms, per example.
 
     Samples are drawn ``chunk_size`` at a time and merged with a running logsumexp, so memory is
     about chunk_size x B x prod(input_shape) floats whatever k is.
@@ -144,11 +153,21 @@ def importance_sampled_nll(
     if k < 1 or chunk_size < 1:
         raise ValueError(f"importance_sampled_nll: k={k} and chunk_size={chunk_size} must be >= 1")
     vae = _core(model)
-    q = DiagonalGaussian(*vae.encode(x))  # (B, L)
-    chunk_lse = []
+    q = DiagonalGaussian(*(_f32(t) for t in vae.encode(x)))  # (B, L)
+    chunk_lse, log_px_sum = [], torch.zeros(x.shape[0], device=x.device)
     for start in range(0, k, chunk_size):
         z = q.rsample(min(chunk_size, k - start))  # (c, B, L)
-        log_w = vae.log_px_given_z(x, vae.decode(z)) + standard_normal_log_prob(z) - q.log_prob(z)
+        log_px = _f32(vae.log_px_given_z(x, vae.decode(z)))  # (c, B)
+        log_w = log_px + standard_normal_log_prob(z) - q.log_prob(z)
         chunk_lse.append(torch.logsumexp(log_w, dim=0))  # (B,)
-    log_px = torch.logsumexp(torch.stack(chunk_lse), dim=0) - math.log(k)  # (B,)
-    return -log_px
+        log_px_sum += log_px.sum(0)
+    is_nll = math.log(k) - torch.logsumexp(torch.stack(chunk_lse), dim=0)  # (B,)
+    rec, kl = -log_px_sum / k, q.kl_to_standard_normal()
+    return SampledTerms(rec + kl, rec, kl, is_nll)
+
+
+def importance_sampled_nll(
+    model: nn.Module, x: Tensor, k: int = 5000, chunk_size: int = 100
+) -> Tensor:
+    """-log p(x) per example (B,), estimated with k importance samples from q(z|x)."""
+    return importance_sampled_terms(model, x, k, chunk_size).is_nll

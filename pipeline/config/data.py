@@ -42,12 +42,21 @@ class DataConfig(TypedConfig):
     """Seed of the id-hash split, static binarization and the shapes generator."""
     limit: int | None = setting(None, ge=1)
     """Cap on rows per split (tests, demos); None reads everything."""
+    include_labels: tuple[int, ...] | None = None
+    """Train only on rows with these labels (one-class anomaly detection: the normal class);
+    encode, evaluate and the served model still score every row."""
+    exclude_labels: tuple[int, ...] = ()
+    """Train without rows that have these labels."""
     shapes_rows: int = setting(20_000, ge=1)
     """Number of rows of the procedural ``shapes`` dataset."""
     shapes_resolution: int = setting(64, ge=8, le=1024)
     """Side in pixels of ``shapes`` images (64 like dSprites; 28 for the 1M-row bench)."""
 
     def check(self) -> None:
+        if self.include_labels is not None and not self.include_labels:
+            self.fail("include_labels", "must name at least one label (or be null for all)")
+        if set(self.include_labels or ()) & set(self.exclude_labels):
+            self.fail("exclude_labels", "overlaps data.include_labels")
         if self.standardize and self.binarize != "none":
             self.fail("standardize", f"cannot be combined with data.binarize={self.binarize!r}")
         if self.val_fraction + self.test_fraction >= 1.0:

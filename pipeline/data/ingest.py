@@ -18,6 +18,7 @@ import pyarrow as pa
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.hashing import id_hash, to_unit
+from pipeline.data.label_filter import apply_label_filter
 from pipeline.data.schema import XLayout
 from pipeline.data.sources import SPLITS, SourcePlan, plan_source
 
@@ -115,8 +116,9 @@ def open_source(cfg: DataConfig) -> SourceData:
     surface as ``UserError`` when the data is iterated.
     """
     plan = plan_source(cfg)
+    splits = {s: split_dataset(plan, s, cfg) for s in SPLITS}
     return SourceData(
-        splits={s: split_dataset(plan, s, cfg) for s in SPLITS},
+        splits=apply_label_filter(splits, cfg, plan.has_labels),
         layout=plan.layout,
         has_labels=plan.has_labels,
         description=plan.description,

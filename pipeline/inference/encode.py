@@ -1,7 +1,8 @@
 """Batch encoding: a registered model turns a dataset into latent Parquet, exactly once.
 
-    load model (registry, no unpickling) → check output and shapes → read rows (Ray Data,
-    streaming) → LatentEncoder actors → write_parquet into a staging dir → commit (_SUCCESS)
+    load model (registry, no unpickling) → read the data as the model was trained
+    (``model_data``) → check output and shapes → read rows (Ray Data, streaming) →
+    LatentEncoder actors → write_parquet into a staging dir → commit (_SUCCESS)
 
 Every check that can fail on user input runs before any row is read or any file is written.
 """
@@ -9,11 +10,12 @@ Every check that can fail on user input runs before any row is read or any file 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
+from pipeline.data.batches import Preprocessor
 from pipeline.data.ray_errors import user_errors
 from pipeline.data.staged_output import StagedOutput
 from pipeline.errors import UserError
@@ -33,6 +36,7 @@ from pipeline.inference.latent_encoder import (
     plan_encoding,
     rows_per_file,
 )
+from pipeline.inference.model_data import check_layout, resolve_model_data
 from pipeline.tracking.registry import LoadedModel, load_vae, vaepipe_version
 
 log = logging.getLogger(__name__)
@@ -57,27 +61,30 @@ class EncodeResult:
 
 def encode_dataset(
     model_uri: str,
-    data: str | DataConfig,
+    data: str,
     out: str | Path,
     *,
+    data_overrides: Mapping[str, Any] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     with_z: bool = False,
     overwrite: bool = False,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> EncodeResult:
-    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``.
+    """Encode every row of ``data`` with the model at ``model_uri`` into ``out``; the data is
+    read as the model was trained, but for ``data_overrides`` (``model_data``).
 
     ``progress(rows_done, rows_total)`` is called about once a second while files are written
     (rows in finished files; the total is None unless the source knows it, e.g. Parquet).
     """
     start = time.perf_counter()
-    cfg = _data_config(data)
     staged = StagedOutput(out)
-    _check_not_inside_input(staged.out, cfg.source)
+    _check_not_inside_input(staged.out, data)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_vae(model_uri)
+    resolved = resolve_model_data(loaded, data, data_overrides)
+    cfg = _every_row(resolved.data)
     with staged.locked():
         staged.recover()
         existing = staged.existing()
@@ -85,9 +92,11 @@ def encode_dataset(
             return _already_done(existing, staged.out, loaded, cfg.source, with_z, start)
         staged.check_writable()
         src = _open(cfg)
-        _check_shapes(loaded, src.layout, cfg.source)
+        check_layout(loaded, src.layout, cfg.source)
         plan = _plan(threads)
-        manifest = _write_and_commit(staged, src, loaded, plan, batch_size, with_z, progress)
+        manifest = _write_and_commit(
+            staged, src, loaded, resolved.preprocessor, plan, batch_size, with_z, progress
+        )
     seconds = time.perf_counter() - start
     log.info("encoded %d rows into %s in %.1fs", manifest["rows"], staged.out, seconds)
     return EncodeResult(
@@ -105,6 +114,7 @@ def _write_and_commit(
     staged: StagedOutput,
     src: _Whole,
     loaded: LoadedModel,
+    preprocessor: Preprocessor,
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
@@ -115,7 +125,8 @@ def _write_and_commit(
     try:
         with user_errors(), _FilesWatcher(staging, src.rows, progress):
             meta = _file_metadata(loaded, src.source)
-            _run(src.dataset(), staging, loaded, meta, plan, batch_size, with_z)
+            payload = ModelPayload.from_vae(loaded.vae, preprocessor, meta)
+            _run(src.dataset(), staging, payload, plan, batch_size, with_z)
         manifest = _manifest(_staged_files(staging), loaded, src.source, with_z)
         if progress is not None:
             progress(manifest["rows"], manifest["rows"])
@@ -129,11 +140,9 @@ def _write_and_commit(
 # ----------------------------------------------------------------------------- checks
 
 
-def _data_config(data: str | DataConfig) -> DataConfig:
-    # Encoding wants every row: no validation or test rows held out.
-    if isinstance(data, DataConfig):
-        return data
-    return DataConfig(source=data, val_fraction=0.0, test_fraction=0.0)
+def _every_row(cfg: DataConfig) -> DataConfig:
+    # Encoding wants every row: no validation or test rows held out, no training-time cap.
+    return dataclasses.replace(cfg, val_fraction=0.0, test_fraction=0.0, limit=None)
 
 
 def _check_not_inside_input(out: Path, source: str) -> None:
@@ -144,20 +153,6 @@ def _check_not_inside_input(out: Path, source: str) -> None:
     dst = out.resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise UserError(f"output {out} overlaps the input {src}; write it somewhere else")
-
-
-def _check_shapes(loaded: LoadedModel, layout: Any, source: str) -> None:
-    expected = tuple(loaded.vae.cfg.input_shape)
-    if tuple(layout.shape) != expected:
-        raise UserError(
-            f"model {loaded.uri} expects samples of shape {list(expected)}, "
-            f"but {source} has shape {list(layout.shape)}"
-        )
-    stored = (loaded.preprocessor.get("layout") or {}).get("dtype")
-    if stored is not None and stored != layout.dtype:
-        raise UserError(
-            f"model {loaded.uri} was trained on {stored} samples, but {source} holds {layout.dtype}"
-        )
 
 
 def _already_done(
@@ -252,15 +247,13 @@ def _plan(threads: int | None) -> EncodePlan:
 def _run(
     ds: Any,
     staging: Path,
-    loaded: LoadedModel,
-    meta: dict[bytes, bytes],
+    payload: ModelPayload,
     plan: EncodePlan,
     batch_size: int,
     with_z: bool,
 ) -> None:
     from ray.data import ActorPoolStrategy
 
-    payload = ModelPayload.from_vae(loaded.vae, loaded.preprocessor, meta)
     encoded = ds.map_batches(
         LatentEncoder,
         fn_constructor_kwargs={
@@ -275,7 +268,7 @@ def _run(
         num_cpus=plan.cpus_per_actor,
         num_gpus=plan.gpus_per_actor or None,
     )
-    latent_dim = int(loaded.vae.cfg.latent_dim)
+    latent_dim = int(payload.model_config["latent_dim"])
     per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)
     encoded.write_parquet(str(staging), min_rows_per_file=per_file)
 

@@ -1,37 +1,44 @@
-"""Evaluate a registered model on one split: IS-NLL, ELBO terms, active units, anomaly AUROC.
+"""Evaluate a registered model on one split: IS-NLL, ELBO terms, active units, and on request
+anomaly-detection figures (AUROC, AUPRC, ROC image) and disentanglement scores.
 
-Runs on the driver over a streamed split (test splits are small next to training data). The
-split is rebuilt with the training run's ``DataConfig`` when the model stores it and ``--data``
-names the same source, so "test" means the rows the model never saw.
+The per-row work (k importance samples per row) runs on a pool of Ray actors (``RowScorer``),
+streaming, with each row's samples fixed by its id: one process or a cluster give the same
+numbers. The ELBO terms are averaged over the same k samples as the IS-NLL. The data is read as
+the model was trained (``model_data``): when ``--data`` names the training source, the split is
+rebuilt with the training run's ``DataConfig``, so "test" means the rows the model never saw.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
-from pipeline.data.batches import iter_torch_batches
+from pipeline.data import schema
 from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
-from pipeline.inference.latent_encoder import inference_preprocessor
+from pipeline.inference import anomaly
+from pipeline.inference.disentanglement import disentanglement_scores
+from pipeline.inference.latent_encoder import ModelPayload, plan_encoding
+from pipeline.inference.model_data import check_layout, resolve_model_data
+from pipeline.inference.row_scorer import FIGURES, RowScorer
 from pipeline.tracking.registry import LoadedModel, load_vae
-from vae_core import metrics, objectives
+from vae_core import metrics
 
 Progress = Callable[[int, int | None], None]  # (rows done, rows in all or None)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IW_SAMPLES = 1000
-IW_CHUNK = 100
 
 
 @dataclass
@@ -46,16 +53,26 @@ class EvalResult:
 
 @dataclass
 class _Totals:
-    """Running sums over batches (row-weighted), plus what needs every row."""
+    """Running sums of the per-row figures, plus what needs every row (mu, scores, labels)."""
 
     rows: int = 0
     sums: dict[str, float] = field(default_factory=dict)
-    mus: list[torch.Tensor] = field(default_factory=list)
+    mus: list[np.ndarray] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     labels: list[np.ndarray] = field(default_factory=list)
+    kept: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    def add(self, name: str, batch_mean: float, n: int) -> None:
-        self.sums[name] = self.sums.get(name, 0.0) + batch_mean * n
+    def add(self, table: pa.Table, keep: tuple[str, ...]) -> None:
+        for name in FIGURES:
+            self.sums[name] = self.sums.get(name, 0.0) + float(pc.sum(table.column(name)).as_py())
+        mu = table.column(schema.MU).combine_chunks()
+        self.mus.append(mu.flatten().to_numpy().reshape(len(mu), -1))
+        self.scores.append(table.column("neg_elbo").to_numpy())
+        if schema.LABEL in table.column_names:
+            self.labels.append(table.column(schema.LABEL).to_numpy())
+        for name in keep:
+            self.kept.setdefault(name, []).append(table.column(name).to_numpy())
+        self.rows += table.num_rows
 
     def means(self) -> dict[str, float]:
         return {k: v / self.rows for k, v in self.sums.items()}
@@ -65,9 +82,12 @@ def evaluate_model(
     model_uri: str,
     data: str,
     *,
+    data_overrides: Mapping[str, Any] | None = None,
     split: str = "test",
     iw_samples: int = DEFAULT_IW_SAMPLES,
     anomaly_class: int | None = None,
+    normal_labels: tuple[int, ...] | None = None,
+    disentanglement: bool = False,
     batch_size: int = 256,
     limit: int | None = None,
     seed: int = 0,
@@ -76,36 +96,34 @@ def evaluate_model(
 ) -> EvalResult:
     """Metrics of ``model_uri`` on ``split`` of ``data``; logged on the model's MLflow run.
 
-    ``progress(rows_done, rows_total)`` is called after every batch (the total costs a counting
-    pass, small beside the importance sampling, so it is taken only when ``progress`` is given).
+    Anomaly figures (AUROC, AUPRC, a ROC image) are computed for ``normal_labels`` vs the rest
+    — by default the labels a filtered model was trained on — or ``anomaly_class`` vs the rest.
+    ``disentanglement`` scores the latent means against the data's factor columns.
+    ``progress(rows_done, rows_total)`` is called after every scored batch (the total costs a
+    counting pass, small beside the importance sampling, so it is taken only with ``progress``).
     """
     if iw_samples < 1:
         raise UserError(f"--iw-samples must be >= 1, got {iw_samples}")
     loaded = load_vae(model_uri)
-    cfg = _data_config(loaded, data, limit)
+    resolved = resolve_model_data(loaded, data, data_overrides)
+    cfg = resolved.data if limit is None else dataclasses.replace(resolved.data, limit=limit)
     ds, labelled = _split(cfg, split, loaded)
-    if anomaly_class is not None and not labelled:
-        raise UserError(f"--anomaly-class needs labels, but {data} has none")
-    torch.manual_seed(seed)
-    totals = _accumulate(loaded, ds, batch_size, iw_samples, progress)
+    anomalies = _anomaly_rule(loaded, normal_labels, anomaly_class, labelled, data)
+    keep = _factor_columns(ds, data) if disentanglement else ()
+    payload = ModelPayload.from_vae(loaded.vae, resolved.preprocessor, {})
+    totals = _accumulate(payload, ds, batch_size, iw_samples, seed, keep, progress)
     if totals.rows == 0:
         raise UserError(f"split {split!r} of {data} has no rows")
     result = EvalResult(loaded.describe(), data, split, totals.rows, iw_samples, _metrics(totals))
-    if anomaly_class is not None:
-        result.metrics[f"auroc_class_{anomaly_class}"] = _anomaly_auroc(totals, anomaly_class)
+    images: dict[str, bytes] = {}
+    if anomalies is not None:
+        figures, images = _anomaly_figures(totals, anomalies)
+        result.metrics.update(figures)
+    if keep:
+        result.metrics.update(_disentanglement(totals, keep, seed))
     if log_to_mlflow and loaded.run_id:
-        _log(loaded.run_id, split, result.metrics)
+        _log(loaded.run_id, split, result.metrics, images)
     return result
-
-
-def _data_config(loaded: LoadedModel, data: str, limit: int | None) -> DataConfig:
-    """The training DataConfig when ``data`` is the training source; defaults otherwise."""
-    stored = loaded.data_config
-    if stored and stored.get("source") == data:
-        cfg = DataConfig.from_dict(stored)
-    else:
-        cfg = DataConfig(source=data)
-    return dataclasses.replace(cfg, limit=limit) if limit is not None else cfg
 
 
 def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
@@ -116,35 +134,45 @@ def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
         src = open_source(cfg)
     if split not in src.splits:
         raise UserError(f"unknown split {split!r}; choose one of {sorted(src.splits)}")
-    expected = tuple(loaded.vae.cfg.input_shape)
-    if tuple(src.layout.shape) != expected:
-        raise UserError(
-            f"model {loaded.uri} expects samples of shape {list(expected)}, "
-            f"but {cfg.source} has shape {list(src.layout.shape)}"
-        )
+    check_layout(loaded, src.layout, cfg.source)
     return src.splits[split], src.has_labels
 
 
 def _accumulate(
-    loaded: LoadedModel, ds: Any, batch_size: int, k: int, progress: Progress | None
+    payload: ModelPayload,
+    ds: Any,
+    batch_size: int,
+    k: int,
+    seed: int,
+    keep: tuple[str, ...] = (),
+    progress: Progress | None = None,
 ) -> _Totals:
-    vae, pre = loaded.vae, inference_preprocessor(loaded.preprocessor)
+    """Score every row on a pool of Ray actors, streaming; sum on the driver."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    plan = plan_encoding(ray.cluster_resources())
+    scored = ds.map_batches(
+        RowScorer,
+        fn_constructor_kwargs={
+            "payload": payload,
+            "k": k,
+            "seed": seed,
+            "keep": keep,
+            "threads": plan.threads,
+            "device": plan.device,
+        },
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=plan.actors),
+        num_cpus=plan.cpus_per_actor,
+        num_gpus=plan.gpus_per_actor or None,
+    )
     totals = _Totals()
-    with torch.inference_mode(), user_errors():
+    with user_errors():
         total = ds.count() if progress is not None else None
-        for batch in iter_torch_batches(ds, batch_size, pre):
-            n = batch.x.shape[0]
-            terms = objectives.elbo(vae, batch.x)
-            totals.add("neg_elbo", float(terms.neg_elbo), n)
-            totals.add("reconstruction", float(terms.reconstruction), n)
-            totals.add("kl", float(terms.kl), n)
-            nll = objectives.importance_sampled_nll(vae, batch.x, k=k, chunk_size=IW_CHUNK)
-            totals.add("is_nll", float(nll.mean()), n)
-            totals.mus.append(vae.encode(batch.x)[0])
-            totals.scores.append(objectives.negative_elbo(vae, batch.x).numpy())
-            if batch.labels is not None:
-                totals.labels.append(batch.labels.numpy())
-            totals.rows += n
+        for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            totals.add(table, keep)
             if progress is not None:
                 progress(totals.rows, total)
     return totals
@@ -153,50 +181,89 @@ def _accumulate(
 def _metrics(totals: _Totals) -> dict[str, float]:
     out = totals.means()
     out["elbo"] = -out["neg_elbo"]
-    out["active_units"] = float(metrics.active_units(torch.cat(totals.mus)))
+    out["active_units"] = float(metrics.active_units(torch.from_numpy(np.concatenate(totals.mus))))
     return out
 
 
-def _anomaly_auroc(totals: _Totals, anomaly_class: int) -> float:
-    labels = np.concatenate(totals.labels) if totals.labels else np.empty(0)
-    positive = labels == anomaly_class
+@dataclass(frozen=True)
+class _Anomalies:
+    """Which rows are anomalies: label in ``labels``, or (``labels_are_normal``) not in it."""
+
+    labels: frozenset[int]
+    labels_are_normal: bool
+    name: str  # metric suffix: class_9, normal_3
+
+    def positive(self, labels: np.ndarray) -> np.ndarray:
+        inside = np.isin(labels, sorted(self.labels))
+        return ~inside if self.labels_are_normal else inside
+
+
+def _anomaly_rule(
+    loaded: LoadedModel,
+    normal_labels: tuple[int, ...] | None,
+    anomaly_class: int | None,
+    labelled: bool,
+    data: str,
+) -> _Anomalies | None:
+    """Explicit flags first, else the labels a filtered model was trained on, else none."""
+    stored = (loaded.data_config or {}).get("include_labels")
+    if normal_labels is None and anomaly_class is None and not stored:
+        return None
+    if not labelled:
+        raise UserError(f"anomaly figures need labels, but {data} has none")
+    if anomaly_class is not None:
+        return _Anomalies(frozenset({anomaly_class}), False, f"class_{anomaly_class}")
+    normal = frozenset(int(v) for v in (normal_labels or stored))
+    return _Anomalies(normal, True, "normal_" + "_".join(str(v) for v in sorted(normal)))
+
+
+def _anomaly_figures(
+    totals: _Totals, rule: _Anomalies
+) -> tuple[dict[str, float], dict[str, bytes]]:
+    labels = np.concatenate(totals.labels) if totals.labels else np.empty(0, np.int64)
+    positive = rule.positive(labels)
     if not positive.any() or positive.all():
         raise UserError(
-            f"--anomaly-class {anomaly_class}: the split needs rows of that class and of others "
-            f"(found {int(positive.sum())} of {len(labels)})"
+            f"anomaly figures ({rule.name.replace('_', ' ')}): the split needs normal rows and "
+            f"anomalies "
+            f"(found {int(positive.sum())} anomalies in {len(labels)} rows)"
         )
-    return auroc(np.concatenate(totals.scores), positive)
+    scores = np.concatenate(totals.scores)
+    figures = {
+        f"auroc_{rule.name}": anomaly.auroc(scores, positive),
+        f"auprc_{rule.name}": anomaly.auprc(scores, positive),
+    }
+    return figures, {f"roc_{rule.name}.png": anomaly.roc_png(scores, positive, rule.name)}
 
 
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``positive`` rows (higher score = positive):
-    the Mann-Whitney U statistic from average ranks, so ties count one half."""
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = _average_ranks(scores)
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+def _factor_columns(ds: Any, data: str) -> tuple[str, ...]:
+    """Numeric columns beside id, x and label: the ground-truth factors (shapes keeps five)."""
+    schema_ = ds.schema()
+    skip = {schema.ID, schema.X, schema.LABEL}
+    names = tuple(
+        n
+        for n, t in zip(schema_.names, schema_.types, strict=True)
+        if n not in skip
+        and isinstance(t, pa.DataType)
+        and (pa.types.is_integer(t) or pa.types.is_floating(t))
+    )
+    if not names:
+        raise UserError(f"--disentanglement needs factor columns, but {data} has none")
+    return names
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks."""
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # Start index of each run of equal values, and the run each sorted element belongs to.
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    run = np.cumsum(np.r_[True, sorted_x[1:] != sorted_x[:-1]]) - 1
-    ends = np.r_[starts[1:], len(x)]  # exclusive
-    mean_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = mean_rank[run]
-    return ranks
+def _disentanglement(totals: _Totals, keep: tuple[str, ...], seed: int) -> dict[str, float]:
+    codes = np.concatenate(totals.mus)
+    factors = np.stack([np.concatenate(totals.kept[n]) for n in keep], axis=1).astype(np.float64)
+    try:
+        scores = disentanglement_scores(codes, factors, seed=seed)
+    except ValueError as exc:
+        raise UserError(f"--disentanglement: {exc}") from None
+    return scores.as_dict()
 
 
-def _log(run_id: str, split: str, values: dict[str, float]) -> None:
-    """Metrics on the model's training run, as ``eval_<split>_<name>``."""
+def _log(run_id: str, split: str, values: dict[str, float], images: dict[str, bytes]) -> None:
+    """Metrics on the model's training run, as ``eval_<split>_<name>``; images as artifacts."""
     import time
 
     import mlflow
@@ -204,4 +271,17 @@ def _log(run_id: str, split: str, values: dict[str, float]) -> None:
 
     now = int(time.time() * 1000)
     batch = [Metric(f"eval_{split}_{k}", float(v), now, 0) for k, v in values.items()]
-    mlflow.MlflowClient().log_batch(run_id, metrics=batch)
+    client = mlflow.MlflowClient()
+    client.log_batch(run_id, metrics=batch)
+    for name, png in images.items():
+        _log_png(client, run_id, f"eval_{split}_{name}", png)
+
+
+def _log_png(client: Any, run_id: str, name: str, png: bytes) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(png)
+        client.log_artifact(run_id, str(path), artifact_path="evaluation")

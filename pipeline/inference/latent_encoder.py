@@ -7,7 +7,6 @@ so the benchmark measures the pipeline around it, not a different computation.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -44,10 +43,11 @@ class ModelPayload:
 
     @classmethod
     def from_vae(
-        cls, vae: VAE, preprocessor: dict[str, Any], metadata: dict[bytes, bytes]
+        cls, vae: VAE, preprocessor: Preprocessor, metadata: dict[bytes, bytes]
     ) -> ModelPayload:
+        """``preprocessor``: as ``model_data.resolve_model_data`` gives it (deterministic)."""
         state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
-        return cls(vae.cfg.to_dict(), state, preprocessor, metadata)
+        return cls(vae.cfg.to_dict(), state, preprocessor.to_dict(), metadata)
 
 
 @dataclass(frozen=True)
@@ -95,15 +95,6 @@ def rows_per_file(latent_dim: int, with_z: bool, object_store_bytes: float) -> i
     return max(1, int(target // row_bytes))
 
 
-def inference_preprocessor(d: dict[str, Any]) -> Preprocessor:
-    """The stored preprocessor, made deterministic: dynamic binarization becomes a fixed
-    draw per id (same distribution as training, same input on every rerun)."""
-    pre = Preprocessor.from_dict(d)
-    if pre.binarize == "dynamic":
-        pre = dataclasses.replace(pre, binarize="static")
-    return pre
-
-
 def batch_seed(ids: Any) -> int:
     """A seed fixed by the batch's first id, so a rerun draws the same z for the same rows."""
     first = ids[0].as_py() if isinstance(ids, pa.Array) else ids[0]
@@ -127,7 +118,7 @@ class LatentEncoder:
         self.vae = VAE(ModelConfig.from_dict(payload.model_config))
         self.vae.load_state_dict(payload.state_dict)
         self.vae.to(self.device).eval()
-        self.pre = inference_preprocessor(payload.preprocessor)
+        self.pre = Preprocessor.from_dict(payload.preprocessor)
         self.with_z = with_z
         self.metadata = payload.metadata
         self._captured: list[VAEOutput] = []

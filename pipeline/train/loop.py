@@ -3,18 +3,10 @@
 Each worker: build the VAE, restore the latest loadable checkpoint, wrap in DDP
 (``prepare_model``), then per epoch train on its shard, validate, all-reduce the sums so every
 rank sees the same numbers (and so the same early-stopping decision), checkpoint from rank 0 and
-``ray.train.report`` from every rank. Rank 0 alone writes to MLflow. The epoch passes themselves
-are plain torch (``pipeline.train.epochs``).
-
-``config`` (built by ``pipeline.train.trainer``):
-    job            TrainJobConfig.to_dict() with model.input_shape filled in
-    preprocessor   Preprocessor.to_dict()
-    run_id, tracking_uri   the MLflow run rank 0 logs into (run_id None: no tracking)
-    storage_path, run_dir  where checkpoints live (pyarrow path or URI), for the fallback scan
-    total_steps    optimizer steps of the whole run (for the LR schedule)
-    threads        torch threads per worker (None: local cores / local workers)
-    fault          test hook: {"marker", "rank", "after_epoch"}; a worker exits once
-    gate           bench hook: an ``EpochGate`` directory; epochs wait for it to open them
+``ray.train.report`` from every rank. The epoch passes themselves are plain torch
+(``pipeline.train.epochs``). Everything else joins through the hooks of the typed
+``WorkerConfig`` (``pipeline.train.hooks``): MLflow logging, progress, and what tests and
+benchmarks plug in.
 """
 
 from __future__ import annotations
@@ -23,18 +15,15 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pipeline.config.job import TrainJobConfig
-from pipeline.data.batches import Preprocessor, iter_torch_batches
+from pipeline.data.batches import iter_torch_batches
 from pipeline.train import checkpoints
-from pipeline.train.epoch_gate import EpochGate
 from pipeline.train.epochs import (
     EpochSums,
     importance_sampled_nll_sum,
@@ -42,6 +31,8 @@ from pipeline.train.epochs import (
     train_epoch,
     validate_epoch,
 )
+from pipeline.train.hooks import Hooks
+from pipeline.train.worker_config import WorkerConfig
 from vae_core.metrics import active_units
 from vae_core.model import VAE
 from vae_core.training import build_optimizer, build_scheduler
@@ -49,7 +40,6 @@ from vae_core.training import build_optimizer, build_scheduler
 __all__ = ["train_func", "train_epoch", "validate_epoch", "LoopState"]
 
 EVAL_BATCH = 512  # examples per validation/test batch (no gradients, so bigger is cheaper)
-IMAGE_TIME_SHARE = 0.01  # image grids may take ~1% of the run (the tracking budget is 2%)
 
 
 @dataclass
@@ -151,23 +141,25 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 
 class _Worker:
-    """Everything one rank holds; methods are the steps of ``train_func``."""
+    """Everything one rank holds; methods are the steps of ``train_func``. Hooks see it as a
+    ``pipeline.train.hooks.LoopView``."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: WorkerConfig) -> None:
         import ray.train
         import ray.train.torch
 
         self.config = config
-        self.job = TrainJobConfig.from_dict(config["job"])
+        self.job = config.job
+        self.train_rows = config.train_rows
         ctx = ray.train.get_context()
-        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        torch.set_num_threads(config.get("threads") or _local_threads(ctx))
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        torch.set_num_threads(config.threads or _local_threads(ctx))
         self.device = ray.train.torch.get_device()
-        self.preprocessor = Preprocessor.from_dict(config["preprocessor"])
+        self.preprocessor = config.preprocessor
         torch.manual_seed(self.job.train.seed)  # same init everywhere; DDP also broadcasts it
         self.vae = VAE(self.job.model).to(self.device)
         self.optimizer = build_optimizer(self.vae, self.job.optim)
-        self.scheduler = build_scheduler(self.optimizer, self.job.optim, config["total_steps"])
+        self.scheduler = build_scheduler(self.optimizer, self.job.optim, config.total_steps)
         self.precision = resolve_precision(self.job.scaling.precision, self.device)
         self.scaler = (
             torch.amp.GradScaler(self.device.type) if self.precision.needs_scaler else None
@@ -175,28 +167,21 @@ class _Worker:
         self.state = self._restore(ray.train.get_checkpoint())
         self.model = ray.train.torch.prepare_model(self.vae)  # DDP when world > 1
         self.shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val", "test")}
-        self.logger = self._make_logger()
         self.examples: Tensor | None = None  # fixed validation examples for the image grids
         self.first_batch_at: float | None = None
-        self.started = time.perf_counter()
-        self.image_seconds = 0.0  # spent on image grids so far (see IMAGE_TIME_SHARE)
-        self.images_epoch: int | None = None
-        self.gate = EpochGate(config["gate"]) if config.get("gate") else None
+        self.hooks = Hooks(config.hooks)
+
+    @property
+    def epochs_done(self) -> int:
+        return self.state.epoch
 
     def _restore(self, latest) -> LoopState:
-        fs, _ = checkpoints.filesystem_for(self.config["storage_path"])
+        fs, _ = checkpoints.filesystem_for(self.config.storage_path)
         preferred = latest.path if latest is not None else None
-        saved = checkpoints.load_latest_state(fs, self.config["run_dir"], preferred)
+        saved = checkpoints.load_latest_state(fs, self.config.run_dir, preferred)
         if saved is None:
             return LoopState()
         return restore_state(saved, self.vae, self.optimizer, self.scheduler, self.scaler)
-
-    def _make_logger(self):
-        if self.rank != 0 or not self.config.get("run_id"):
-            return None
-        from pipeline.tracking.runs import EpochLogger
-
-        return EpochLogger(self.config["run_id"], self.config["tracking_uri"])
 
     def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
         t = self.job.train
@@ -216,7 +201,10 @@ class _Worker:
         _reseed(epoch_seed(self.job.train.seed, epoch, self.rank))
         train_sums, self.state.step = train_epoch(
             self.model,
-            self.batches("train", epoch, train=True),
+            _counted(
+                self.batches("train", epoch, train=True),
+                lambda rows: self.hooks.on_batch_end(self, epoch, rows),
+            ),
             self.optimizer,
             self.job.objective,
             self.state.step,
@@ -251,37 +239,6 @@ class _Worker:
                 self.examples = x[:8].detach().clone()
             yield x
 
-    def log_epoch(self, metrics: dict[str, float]) -> float:
-        """Metrics (and images while their time share allows) to MLflow; the seconds it took,
-        which the report carries so bench/train.py can account for tracking's cost."""
-        if self.logger is None:
-            return 0.0
-        start = time.perf_counter()
-        self.logger.log_metrics(metrics, step=self.state.epoch)
-        if self._images_due():
-            self.log_images()
-        return time.perf_counter() - start
-
-    def _images_due(self) -> bool:
-        # Rendering and uploading the grids costs a fixed time per epoch, far above the
-        # tracking budget on short epochs: log them only while their share of time allows.
-        elapsed = time.perf_counter() - self.started
-        return self.image_seconds <= IMAGE_TIME_SHARE * elapsed
-
-    def log_images(self) -> None:
-        """Reconstructions, prior samples and traversals at this epoch (once per epoch)."""
-        if not self.job.train.log_images or self.examples is None:
-            return
-        if self.logger is None or self.images_epoch == self.state.epoch:
-            return
-        from pipeline.tracking.images import epoch_images
-
-        start = time.perf_counter()
-        images = epoch_images(self.vae, self.examples, self.preprocessor, self.job.train.seed)
-        self.logger.log_images(images, step=self.state.epoch)
-        self.images_epoch = self.state.epoch
-        self.image_seconds += time.perf_counter() - start
-
     def report(self, metrics: dict[str, float]) -> dict[str, float]:
         """Checkpoint (rank 0) and report (every rank); timestamps for bench/train.py."""
         import ray.train
@@ -299,25 +256,6 @@ class _Worker:
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
         return metrics
 
-    def hold(self, epoch: int) -> None:
-        """Bench hook: wait until the gate opens ``epoch`` (``epochs``: the final test)."""
-        if self.gate is not None:
-            self.gate.wait(epoch)
-
-    def release(self, epoch: int) -> None:
-        if self.gate is not None and self.rank == 0:
-            self.gate.mark_done(epoch)
-
-    def maybe_fault(self) -> None:
-        """Test hook: one worker dies once after a given epoch (a marker file says 'done')."""
-        fault = self.config.get("fault")
-        if not fault or fault["rank"] != self.rank or fault["after_epoch"] != self.state.epoch:
-            return
-        marker = Path(fault["marker"])
-        if not marker.exists():
-            marker.write_text(f"killed rank {self.rank} after epoch {self.state.epoch}\n")
-            os._exit(1)
-
     def test(self) -> dict[str, float]:
         """Test-split ELBO terms and IS-NLL of the best model, reduced over all ranks."""
         if self.state.best_model:
@@ -328,7 +266,7 @@ class _Worker:
         )
         metrics = {f"test/{k}": v for k, v in sums.means().items() if k != "loss"}
         if t.nll_samples > 0:
-            per_rank = None if t.nll_examples is None else -(-t.nll_examples // self.world)
+            per_rank = None if t.nll_examples is None else -(-t.nll_examples // self.world_size)
             nll = EpochSums()
             nll.loss, nll.examples = importance_sampled_nll_sum(
                 self.vae, self.batches("test", 0, False), t.nll_samples, per_rank
@@ -339,34 +277,40 @@ class _Worker:
         return metrics
 
 
+def _counted(batches: Iterator[Tensor], on_rows: Callable[[int], None]) -> Iterator[Tensor]:
+    """``batches``, calling ``on_rows(rows so far)`` once each batch's step is done (when the
+    next batch is asked for, or the epoch ends)."""
+    rows = 0
+    for x in batches:
+        yield x
+        rows += len(x)
+        on_rows(rows)
+
+
 def _local_threads(ctx) -> int:
     # Cores of this node shared by the workers on it (the Ray CPU reservation can be fractional
     # or larger than the cores in tests, so it is not a thread count).
     return max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size()))
 
 
-def train_func(config: dict[str, Any]) -> dict[str, Any]:
+def train_func(config: WorkerConfig) -> dict[str, Any]:
     """Ray Train worker entry point; rank 0's return value reaches the driver."""
     w = _Worker(config)
     history: list[dict[str, float]] = []  # this attempt's epochs (not those before a restart)
     try:
+        w.hooks.setup(w)
         for epoch in range(w.state.epoch, w.job.train.epochs):
             if w.state.stopped:
                 break
-            w.hold(epoch)
-            metrics = w.run_epoch(epoch)
-            metrics["tracking_seconds"] = w.log_epoch(metrics)
+            w.hooks.on_epoch_start(w, epoch)
+            metrics = w.hooks.on_epoch_end(w, epoch, w.run_epoch(epoch))
             history.append(w.report(metrics))
-            w.release(epoch)
-            w.maybe_fault()
-        w.hold(w.job.train.epochs)
-        w.log_images()  # the final model's grids, whatever the time share allowed before
+            w.hooks.after_checkpoint(w, epoch)
+        w.hooks.before_test(w)
         test_metrics = w.test()
-        if w.logger is not None:
-            w.logger.log_metrics(test_metrics, step=w.state.epoch)
+        w.hooks.after_test(w, test_metrics)
     finally:
-        if w.logger is not None:
-            w.logger.close()
+        w.hooks.teardown(w)
     return {
         "test": test_metrics,
         "best_val_loss": w.state.best_val,

@@ -3,9 +3,12 @@
 Order matters: the MLflow store is checked first (an unreachable server fails in seconds, before
 Ray starts), then Ray and the data, then the job's MLflow run (found by its tag, so a rerun of a
 named job or a restarted worker group logs into the same run), then ``TorchTrainer.fit`` in a
-background thread while this thread relays per-epoch progress, and last the registration. The
-run's status is set from how this ends: FINISHED, FAILED, or KILLED on Ctrl-C; a failed or killed
-run registers nothing.
+background thread while this thread relays the progress the workers send (in-epoch and per
+epoch, ``pipeline.train.progress``), and last the registration. The run's status is set from how
+this ends: FINISHED, FAILED, or KILLED on Ctrl-C; a failed or killed run registers nothing.
+
+Workers get a typed ``WorkerConfig``; MLflow logging and progress join the loop as hooks
+(``pipeline.train.hooks``), and so do the caller's own ``hooks`` (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +30,12 @@ from pipeline.data.schema import XLayout
 from pipeline.errors import UserError
 from pipeline.tracking import mlflow_store, runs
 from pipeline.train import checkpoints
+from pipeline.train.hooks import TrainHook
+from pipeline.train.mlflow_hook import MlflowEpochLogging
+from pipeline.train.progress import POLL_S, Progress, ProgressChannel
 from pipeline.train.resources import WorkerPlan, plan_workers
+from pipeline.train.worker_config import WorkerConfig
 
-Progress = Callable[[dict[str, float]], None]
-POLL_S = 1.0  # how often the driver looks for a new epoch in MLflow
-PROGRESS_KEYS = ("train/loss", "val/neg_elbo", "samples_per_s")  # what jobs/train.py prints
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
 # Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
 CONTROLLER_FAILURE_LIMIT = 2
@@ -88,17 +92,24 @@ def build_preprocessor(cfg: TrainJobConfig, source) -> Preprocessor:
     )
 
 
-def _total_steps(cfg: TrainJobConfig, source, plan: WorkerPlan) -> int:
-    """Optimizer steps of the whole run; counting rows costs a pass, so only for a schedule."""
+def _count_train_rows(cfg: TrainJobConfig, source) -> int | None:
+    """Rows of the training split; counting costs a pass, so only when the LR schedule needs
+    it (progress then shows totals from the first epoch, else from the second)."""
     if cfg.optim.scheduler == "none":
-        return cfg.train.epochs  # unused by a constant schedule; must be >= 1
+        return None
+    return source.splits["train"].count()
+
+
+def _total_steps(cfg: TrainJobConfig, train_rows: int | None, plan: WorkerPlan) -> int:
+    """Optimizer steps of the whole run (unused by a constant schedule, but >= 1)."""
+    if train_rows is None:
+        return cfg.train.epochs
     global_batch = cfg.train.batch_size * plan.num_workers
-    per_epoch = max(1, source.splits["train"].count() // global_batch)
-    return per_epoch * cfg.train.epochs
+    return max(1, train_rows // global_batch) * cfg.train.epochs
 
 
 def build_trainer(
-    cfg, source, plan: WorkerPlan, loop_config: dict, run_name: str, storage: str, callbacks=()
+    cfg, source, plan: WorkerPlan, worker: WorkerConfig, run_name: str, storage: str, callbacks=()
 ):
     """The job's ``TorchTrainer``; ``callbacks`` are Ray Train ``UserCallback``s (a sweep's
     trial passes Tune's report callback)."""
@@ -110,7 +121,7 @@ def build_trainer(
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     return TorchTrainer(
         train_func,
-        train_loop_config=loop_config,
+        train_loop_config=worker,  # typed, not the dict Ray's hint names: passed through as is
         scaling_config=ScalingConfig(
             num_workers=plan.num_workers,
             use_gpu=plan.use_gpu,
@@ -140,24 +151,24 @@ def worker_config(
     run_name: str,
     storage: str,
     threads: int | None,
-) -> dict[str, Any]:
-    """``train_func``'s config (see ``pipeline.train.loop``), without tracking: the caller sets
-    ``run_id`` and ``tracking_uri`` when the job is tracked."""
+) -> WorkerConfig:
+    """What every worker gets, hooks aside (the caller adds them: MLflow logging when the job
+    is tracked, progress, its own)."""
     _fs, root = checkpoints.filesystem_for(storage)
-    return {
-        "job": cfg.to_dict(),
-        "preprocessor": preprocessor.to_dict(),
-        "run_id": None,
-        "tracking_uri": None,
-        "storage_path": storage,
-        "run_dir": f"{root}/{run_name}",
-        "total_steps": _total_steps(cfg, source, plan),
-        "threads": threads,
-    }
+    train_rows = _count_train_rows(cfg, source)
+    return WorkerConfig(
+        job=cfg,
+        preprocessor=preprocessor,
+        storage_path=storage,
+        run_dir=f"{root}/{run_name}",
+        total_steps=_total_steps(cfg, train_rows, plan),
+        threads=threads,
+        train_rows=train_rows,
+    )
 
 
-def _fit_with_progress(trainer, run_id: str | None, progress: Progress | None):
-    """``trainer.fit()`` in a thread; meanwhile relay each new epoch's metrics to ``progress``.
+def _fit_with_progress(trainer, channel: ProgressChannel | None, progress: Progress | None):
+    """``trainer.fit()`` in a thread; meanwhile relay the workers' progress events.
 
     In the main thread Ray Train would install its own SIGINT handler that aborts the run
     quietly; here Ctrl-C stays a KeyboardInterrupt, so the MLflow run is marked KILLED.
@@ -172,11 +183,10 @@ def _fit_with_progress(trainer, run_id: str | None, progress: Progress | None):
 
     thread = threading.Thread(target=target, name="vaepipe-fit", daemon=True)
     thread.start()
-    seen = _latest_epoch(run_id) if run_id else 0.0
     while thread.is_alive():
         thread.join(POLL_S)
-        if progress is not None and run_id:
-            seen = _relay_progress(run_id, seen, progress)
+        if channel is not None and progress is not None:
+            channel.relay(progress)
     if "error" in box:
         raise user_facing(box["error"])
     return box["result"]
@@ -192,36 +202,6 @@ def user_facing(exc: BaseException) -> BaseException:
         if inner is not None:
             return UserError(str(inner))
     return exc
-
-
-def _latest_epoch(run_id: str) -> float:
-    from mlflow import MlflowClient
-
-    return MlflowClient().get_run(run_id).data.metrics.get("epoch", 0.0)
-
-
-def _relay_progress(run_id: str, seen: float, progress: Progress) -> float:
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    metrics = client.get_run(run_id).data.metrics
-    epoch = metrics.get("epoch", 0.0)
-    if epoch > seen + 1:  # short epochs: several finished since the last poll
-        for missed in _epochs_between(client, run_id, seen, epoch):
-            progress(missed)
-    if epoch != seen:
-        progress(metrics)
-    return epoch
-
-
-def _epochs_between(client, run_id: str, seen: float, epoch: float) -> list[dict[str, float]]:
-    """The progress metrics of the epochs after ``seen`` and before ``epoch`` (steps = epochs)."""
-    by_step: dict[int, dict[str, float]] = {}
-    for key in PROGRESS_KEYS:
-        for m in client.get_metric_history(run_id, key):
-            if seen < m.step < epoch:
-                by_step.setdefault(m.step, {"epoch": float(m.step)})[key] = m.value
-    return [by_step[step] for step in sorted(by_step)]
 
 
 def _final_vae(cfg: TrainJobConfig, result, storage: str, run_name: str):
@@ -242,13 +222,12 @@ def run_training(
     cfg: TrainJobConfig,
     progress: Progress | None = None,
     config_file: str | None = None,
-    fault: dict[str, Any] | None = None,
-    gate: str | None = None,
+    hooks: Sequence[TrainHook] = (),
 ) -> TrainResult:
     """Train ``cfg``, track it in MLflow, register the best model; see the module docstring.
 
-    ``fault`` (a test hook) and ``gate`` (bench/train.py's ``EpochGate`` directory) are passed
-    to the workers (see ``pipeline.train.loop``).
+    ``progress(event)`` gets the workers' progress events (``pipeline.train.progress``);
+    ``hooks`` run in every worker after the product's own (MLflow logging, progress).
     """
     import mlflow
     import ray
@@ -273,31 +252,39 @@ def run_training(
     if cfg.tracking.enabled:
         runs.fail_orphaned_runs()  # runs of SIGKILLed launches (their owner is gone)
     threads = int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None
-    loop_config = worker_config(cfg, source, preprocessor, plan, run_name, storage, threads)
-    loop_config.update(tracking_uri=tracking_uri, fault=fault, gate=gate)
-    if not cfg.tracking.enabled:
-        trainer = build_trainer(cfg, source, plan, loop_config, run_name, storage)
-        out = _fit_with_progress(trainer, None, None).return_value or {}
-        return _result(out, "", cfg.tracking.model_name, "", (), run_name)
-    job_key = f"{storage}/{run_name}"
-    run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
-    with runs.tracked_run(run_id):
-        runs.log_job_config(run_id, cfg.to_dict(), config_file)
-        loop_config["run_id"] = run_id
-        trainer = build_trainer(cfg, source, plan, loop_config, run_name, storage)
-        result = _fit_with_progress(trainer, run_id, progress)
-        out = result.return_value or {}
-        vae = _final_vae(cfg, result, storage, run_name)
-        with mlflow.start_run(run_id=run_id):
-            version = log_vae(
-                vae,
-                preprocessor.to_dict(),
-                cfg.tracking.model_name,
-                out["best_val_loss"],
-                cfg.data.source,
-                data_config=cfg.data.to_dict(),
-                val_rows=validation_rows(source),
-            )
+    worker = worker_config(cfg, source, preprocessor, plan, run_name, storage, threads)
+    channel = ProgressChannel() if progress is not None else None
+    hooks = (*((channel.hook(),) if channel is not None else ()), *hooks)
+    try:
+        if not cfg.tracking.enabled:
+            worker = dataclasses.replace(worker, hooks=hooks)
+            trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
+            out = _fit_with_progress(trainer, channel, progress).return_value or {}
+            return _result(out, "", cfg.tracking.model_name, "", (), run_name)
+        job_key = f"{storage}/{run_name}"
+        run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
+        with runs.tracked_run(run_id):
+            runs.log_job_config(run_id, cfg.to_dict(), config_file)
+            # MLflow first: its tracking_seconds then reach the progress events too.
+            hooks = (MlflowEpochLogging(run_id, tracking_uri), *hooks)
+            worker = dataclasses.replace(worker, hooks=hooks)
+            trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
+            result = _fit_with_progress(trainer, channel, progress)
+            out = result.return_value or {}
+            vae = _final_vae(cfg, result, storage, run_name)
+            with mlflow.start_run(run_id=run_id):
+                version = log_vae(
+                    vae,
+                    preprocessor.to_dict(),
+                    cfg.tracking.model_name,
+                    out["best_val_loss"],
+                    cfg.data.source,
+                    data_config=cfg.data.to_dict(),
+                    val_rows=validation_rows(source),
+                )
+    finally:
+        if channel is not None:
+            channel.close()
     return _result(out, run_id, version.name, str(version.version), version.aliases, run_name)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.config.job import TrainJobConfig, apply_override
 from pipeline.train.resources import WorkerPlan
+from pipeline.train.worker_config import WorkerConfig
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
 TRIAL_TAG = "vaepipe.trial_id"
@@ -69,6 +70,7 @@ def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
     from pipeline.data.ingest import open_source
     from pipeline.tracking import runs
     from pipeline.train import trainer
+    from pipeline.train.mlflow_hook import MlflowEpochLogging
 
     trial_id = ray.tune.get_context().get_trial_id()
     run_name = sweep.trial_run_name(trial_id)
@@ -76,14 +78,14 @@ def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
     source = open_source(cfg.data)
     cfg = trainer.with_input_shape(cfg, source.layout)
     preprocessor = trainer.build_preprocessor(cfg, source)
-    loop_config = trainer.worker_config(
+    worker = trainer.worker_config(
         cfg, source, preprocessor, sweep.workers, run_name, sweep.storage,
         sweep.workers.threads_per_worker,
     )  # fmt: skip
 
-    def fit() -> None:
+    def fit(worker: WorkerConfig) -> None:
         job = trainer.build_trainer(
-            cfg, source, sweep.workers, loop_config, run_name, sweep.storage,
+            cfg, source, sweep.workers, worker, run_name, sweep.storage,
             callbacks=[TuneReportCallback()],
         )  # fmt: skip
         try:
@@ -92,12 +94,12 @@ def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
             raise trainer.user_facing(exc) from None
 
     if sweep.parent_run_id is None:
-        fit()
+        fit(worker)
         return
     run_id = _open_trial_run(sweep, cfg, trial_id, run_name, params)
-    loop_config.update(run_id=run_id, tracking_uri=sweep.tracking_uri)
+    logging = MlflowEpochLogging(run_id, sweep.tracking_uri)
     with runs.tracked_run(run_id):
-        fit()
+        fit(dataclasses.replace(worker, hooks=(logging,)))
 
 
 def _open_trial_run(sweep: SweepContext, cfg: TrainJobConfig, trial_id: str, run_name, params):

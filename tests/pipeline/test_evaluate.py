@@ -10,7 +10,7 @@ import torch
 from pipeline.data.batches import Preprocessor
 from pipeline.data.schema import XLayout
 from pipeline.errors import UserError
-from pipeline.inference.evaluate import auroc, evaluate_model
+from pipeline.inference.evaluate import evaluate_model
 from pipeline.inference.sample_grid import write_grid
 from pipeline.tracking import mlflow_store, registry
 from vae_core.config import ModelConfig
@@ -29,17 +29,25 @@ def register() -> str:
     return run.info.run_id
 
 
-def test_auroc_matches_sklearn_with_ties():
-    from sklearn.metrics import roc_auc_score
+def test_row_scorer_figures_do_not_depend_on_the_batch():
+    import pyarrow as pa
 
-    rng = np.random.default_rng(0)
-    scores = rng.integers(0, 5, 300).astype(float)  # many ties
-    positive = rng.random(300) < 0.3
-    assert auroc(scores, positive) == pytest.approx(roc_auc_score(positive, scores))
-    assert auroc(np.array([1.0, 2.0, 3.0]), np.array([False, False, True])) == 1.0
-    assert auroc(np.array([1.0, 2.0]), np.array([True, True])) != auroc(
-        np.array([1.0, 2.0]), np.array([True, True])
-    )  # NaN: one class only
+    from pipeline.data.schema import encode_x
+    from pipeline.inference.latent_encoder import ModelPayload
+    from pipeline.inference.row_scorer import RowScorer
+
+    torch.manual_seed(0)
+    vae = VAE(ModelConfig(input_shape=SHAPE, latent_dim=3, hidden_sizes=(16,))).eval()
+    pre = Preprocessor(XLayout(SHAPE, "uint8"), binarize="static")
+    x = np.random.default_rng(0).integers(0, 17, size=(10, *SHAPE), dtype=np.uint8)
+    table = pa.table({"id": pa.array(np.arange(10, dtype=np.int64)), "x": encode_x(x)})
+    scorer = RowScorer(ModelPayload.from_vae(vae, pre, {}), k=50, seed=3)
+    whole = scorer(table)
+    parts = pa.concat_tables([scorer(table.slice(0, 3)), scorer(table.slice(3))])
+    assert whole.column("is_nll").to_pylist() == parts.column("is_nll").to_pylist()
+    assert whole.column("neg_elbo").to_pylist() == parts.column("neg_elbo").to_pylist()
+    other_seed = RowScorer(ModelPayload.from_vae(vae, pre, {}), k=50, seed=4)(table)
+    assert other_seed.column("is_nll").to_pylist() != whole.column("is_nll").to_pylist()
 
 
 @pytest.mark.ray
@@ -64,6 +72,44 @@ def test_evaluate_logs_metrics_on_the_models_run(ray_local):
     assert logged["eval_test_is_nll"] == pytest.approx(m["is_nll"])
     with pytest.raises(UserError, match="class 42"):
         evaluate_model("models:/tiny/1", "digits", iw_samples=2, anomaly_class=42)
+
+
+@pytest.mark.ray
+def test_same_numbers_whatever_the_batching_and_anomaly_figures(ray_local):
+    run_id = register()
+    small = evaluate_model(
+        "models:/tiny/1", "digits", iw_samples=30, batch_size=7, log_to_mlflow=False
+    )
+    big = evaluate_model(
+        "models:/tiny/1", "digits", iw_samples=30, batch_size=300, normal_labels=(3,)
+    )
+    for key in ("is_nll", "neg_elbo", "kl"):
+        assert small.metrics[key] == pytest.approx(big.metrics[key], rel=1e-9), key
+    assert 0.0 <= big.metrics["auroc_normal_3"] <= 1.0
+    assert 0.0 < big.metrics["auprc_normal_3"] <= 1.0
+    client = mlflow.MlflowClient()
+    names = [a.path for a in client.list_artifacts(run_id, "evaluation")]
+    assert "evaluation/eval_test_roc_normal_3.png" in names
+
+
+@pytest.mark.ray
+def test_disentanglement_on_shapes_factor_columns(ray_local):
+    torch.manual_seed(0)
+    shape = (1, 16, 16)
+    vae = VAE(ModelConfig(input_shape=shape, latent_dim=4, hidden_sizes=(16,))).eval()
+    pre = Preprocessor(XLayout(shape, "uint8"), binarize="static").to_dict()
+    mlflow_store.configure()
+    data = {"source": "shapes", "shapes_rows": 800, "shapes_resolution": 16}
+    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("ev")):
+        registry.log_vae(vae, pre, "tiny-shapes", 1.0, "shapes", data_config=data)
+    res = evaluate_model(
+        "models:/tiny-shapes/1", "shapes", iw_samples=2, disentanglement=True, log_to_mlflow=False
+    )
+    for key in ("mig", "factor_vae_score", "dci_disentanglement", "sap"):
+        assert 0.0 <= res.metrics[key] <= 1.0, key
+    register()
+    with pytest.raises(UserError, match="factor columns"):
+        evaluate_model("models:/tiny/1", "digits", iw_samples=2, disentanglement=True)
 
 
 @pytest.mark.ray

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import train_hooks
 
 from pipeline.config.job import load_job_config
 from pipeline.errors import UserError
@@ -51,8 +52,8 @@ def test_two_worker_ddp_tracks_and_registers(ray_local, tmp_path):
     import mlflow
 
     cfg = _cfg(tmp_path, "scaling.workers=2", "train.epochs=3", "tracking.run_name=ddp")
-    seen: list[float] = []
-    result = run_training(cfg, progress=lambda m: seen.append(m["epoch"]))
+    events: list[dict] = []
+    result = run_training(cfg, progress=events.append)
 
     run = _client().get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -67,7 +68,16 @@ def test_two_worker_ddp_tracks_and_registers(ray_local, tmp_path):
     assert "config/config.yaml" in {
         a.path for a in _client().list_artifacts(result.run_id, "config")
     }
-    assert seen and seen[-1] == 3.0
+    # Progress comes from the workers, within each epoch and at its end, in order.
+    ends = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in ends] == [1, 2, 3]
+    assert all(np.isfinite(e["train/loss"]) and e["rows_done"] > 0 for e in ends)
+    for epoch in (1, 2, 3):
+        inside = [e for e in events if e["event"] == "batch" and e["epoch"] == epoch]
+        assert inside, f"no in-epoch progress in epoch {epoch}"
+        assert events.index(inside[-1]) < events.index(ends[epoch - 1])
+        assert 0 < inside[0]["rows_done"] < ends[epoch - 1]["rows_done"]
+    assert ends[1]["rows_total"] == ends[0]["rows_done"]  # known from the second epoch on
     assert "candidate" in result.aliases and result.version == "1"
 
     # The registered model reproduces the trained model's encodings.
@@ -96,7 +106,8 @@ def test_killed_worker_resumes_as_one_finished_run(ray_local, tmp_path):
         "train.log_images=false",
         "tracking.run_name=faulty",
     )
-    result = run_training(cfg, fault={"marker": str(marker), "rank": 1, "after_epoch": 1})
+    train_hooks.by_value()
+    result = run_training(cfg, hooks=[train_hooks.KillOnce(str(marker), rank=1, after_epoch=1)])
 
     assert marker.exists()  # the fault really fired
     runs = _client().search_runs([_client().get_experiment_by_name("test-train").experiment_id])

@@ -14,6 +14,7 @@ from vae_core import (
     ObjectiveConfig,
     elbo,
     importance_sampled_nll,
+    importance_sampled_terms,
     iwae_bound,
     kl_weight,
     negative_elbo,
@@ -94,6 +95,20 @@ def test_importance_sampled_nll_is_below_negative_elbo_and_checks_args():
     assert torch.all(nll <= score)
     with pytest.raises(ValueError, match="chunk_size"):
         importance_sampled_nll(model, x, k=10, chunk_size=0)
+
+
+def test_sampled_terms_share_their_samples_and_match_the_single_sample_scores():
+    model = _sharp_model((10,), latent_dim=2)
+    x = torch.rand(5, 10, generator=torch.Generator().manual_seed(5), dtype=torch.float64).round()
+    torch.manual_seed(7)
+    terms = importance_sampled_terms(model, x, k=250, chunk_size=100)
+    torch.manual_seed(7)
+    assert torch.equal(terms.is_nll, importance_sampled_nll(model, x, k=250, chunk_size=100))
+    assert torch.allclose(terms.neg_elbo, terms.reconstruction + terms.kl)
+    assert torch.all(terms.is_nll <= terms.neg_elbo)  # Jensen, on average over 250 samples
+    torch.manual_seed(8)
+    many = negative_elbo(model, x, n_samples=4000)  # the same ELBO, from other samples
+    assert torch.allclose(terms.neg_elbo, many, rtol=0.05)
 
 
 def test_negative_elbo_is_per_example_and_builds_no_graph():

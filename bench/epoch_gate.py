@@ -6,6 +6,10 @@ instead lets runs take turns epoch by epoch: a worker waits at ``go-<epoch>`` be
 (and before its final test pass, ``go-<epochs>``), and rank 0 writes ``done-<epoch>`` once the
 epoch is trained, validated, logged, checkpointed and reported. Files, not sleeps or actors:
 the gate works across processes and nodes that share the directory.
+
+The worker side is a training hook (``pipeline.train.hooks``): ``run_training(cfg,
+hooks=[EpochGate(dir)])``. ``bench/train.py`` imports this file as a script's neighbour, a module
+the Ray workers cannot import, so it registers it to be pickled by value.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.train.hooks import LoopView, TrainHook
+
 POLL_S = 0.005
 
 
 @dataclass(frozen=True)
-class EpochGate:
+class EpochGate(TrainHook):
     directory: str
 
     def _go(self, epoch: int) -> Path:
@@ -37,6 +43,18 @@ class EpochGate:
 
     def mark_done(self, epoch: int) -> None:
         self._done(epoch).touch()
+
+    # ... as a training hook
+
+    def on_epoch_start(self, loop: LoopView, epoch: int) -> None:
+        self.wait(epoch)
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        if loop.rank == 0:
+            self.mark_done(epoch)
+
+    def before_test(self, loop: LoopView) -> None:
+        self.wait(loop.job.train.epochs)
 
     # controller side
 

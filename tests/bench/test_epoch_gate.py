@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from pipeline.train.epoch_gate import EpochGate
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # as bench/train.py sees it
+from epoch_gate import EpochGate  # noqa: E402
 
 
 def _worker(gate: EpochGate, epochs: int, trained: list[int]) -> None:

@@ -1,0 +1,134 @@
+"""Evaluation benchmark: `evaluate_model` on Ray actors vs a plain single-process loop.
+
+Both sides run the same `RowScorer` over the same rows (the MNIST test split, or `--rows` of it)
+with the same k importance samples and torch thread count: the plain loop reads the Parquet
+file with pyarrow and calls the scorer on the driver; the pipeline reads with Ray Data and
+scores on an actor pool, streaming, and sums on the driver. Rounds alternate ABBA; the ratio is
+the median of per-round rows/s ratios (pipeline ÷ plain), target >= 0.9. The two sides' IS-NLL
+must agree to 1e-4 relative (they score each row with the same seeded samples).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from common import abba, median, parser, run  # noqa: E402
+
+MNIST = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared/data/mnist"))
+
+
+def test_rows(out: Path, rows: int) -> Path:
+    """The MNIST test split as ingested Parquet (id, x, label), ``rows`` of it, in a folder
+    with split subfolders (``train/`` is required; ``test/`` is what both sides read)."""
+    from pipeline.config.data import DataConfig
+    from pipeline.data.ingest import open_source
+
+    src = open_source(DataConfig(source=str(MNIST), binarize="dynamic", limit=rows))
+    table = pa.concat_tables(src.splits["test"].iter_batches(batch_format="pyarrow"))
+    for split in ("train", "test"):
+        (out / "data" / split).mkdir(parents=True)
+        pq.write_table(table, out / "data" / split / "part-0.parquet", row_group_size=1000)
+    return out / "data"
+
+
+def register(store: Path) -> str:
+    """A small MNIST-shaped VAE, registered (untrained: the cost is the same)."""
+    import mlflow
+    import torch
+
+    from pipeline.data.batches import Preprocessor
+    from pipeline.data.schema import XLayout
+    from pipeline.tracking import mlflow_store, registry
+    from vae_core.config import ModelConfig
+    from vae_core.model import VAE
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    torch.manual_seed(0)
+    shape = (1, 28, 28)
+    vae = VAE(ModelConfig(input_shape=shape, latent_dim=32, hidden_sizes=(512, 256))).eval()
+    pre = Preprocessor(XLayout(shape, "uint8"), binarize="dynamic").to_dict()
+    mlflow_store.configure()
+    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("bench-evaluate")):
+        registry.log_vae(vae, pre, "bench-eval", 1.0, "bench")
+    return "models:/bench-eval/1"
+
+
+def plain(path: Path, model_uri: str, k: int, threads: int) -> tuple[float, float]:
+    """(rows/s, mean IS-NLL) of the scorer in this process over the file."""
+    from pipeline.inference.latent_encoder import ModelPayload
+    from pipeline.inference.model_data import model_preprocessor
+    from pipeline.inference.row_scorer import RowScorer
+    from pipeline.tracking.registry import load_vae
+
+    loaded = load_vae(model_uri)
+    payload = ModelPayload.from_vae(loaded.vae, model_preprocessor(loaded), {})
+    scorer = RowScorer(payload, k, threads=threads)
+    t0, rows, total = time.perf_counter(), 0, 0.0
+    for batch in pq.ParquetFile(path / "test" / "part-0.parquet").iter_batches(batch_size=256):
+        out = scorer(pa.Table.from_batches([batch]))
+        rows += out.num_rows
+        total += float(np.sum(out.column("is_nll").to_numpy()))
+    return rows / (time.perf_counter() - t0), total / rows
+
+
+def pipeline(path: Path, model_uri: str, k: int) -> tuple[float, float]:
+    from pipeline.inference.evaluate import evaluate_model
+
+    t0 = time.perf_counter()
+    res = evaluate_model(model_uri, str(path), split="test", iw_samples=k, log_to_mlflow=False)
+    return res.rows / (time.perf_counter() - t0), res.metrics["is_nll"]
+
+
+def main() -> dict:
+    p = parser(__doc__)
+    p.add_argument("--rows", type=int, default=2000, help="MNIST test rows (10000 = all)")
+    p.add_argument("--iw-samples", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    if not (MNIST / "t10k-images-idx3-ubyte.gz").exists() and not any(MNIST.glob("t10k*")):
+        raise FileNotFoundError(f"MNIST not found in {MNIST} (set VAEPIPE_MNIST_DIR)")
+    from pipeline.cluster.ray_session import ensure_ray
+    from pipeline.inference.latent_encoder import plan_encoding
+
+    ensure_ray()
+    import ray
+
+    threads = plan_encoding(ray.cluster_resources()).threads
+    with tempfile.TemporaryDirectory() as tmp:
+        path, uri = test_rows(Path(tmp), args.rows), register(Path(tmp))
+        runs: dict[str, list[tuple[float, float]]] = {"plain": [], "ray": []}
+        for r in range(args.rounds):
+            for name in abba(["plain", "ray"], r):
+                fn = plain if name == "plain" else pipeline
+                extra = (threads,) if name == "plain" else ()
+                runs[name].append(fn(path, uri, args.iw_samples, *extra))
+                print(f"round {r} {name}: {runs[name][-1][0]:.1f} rows/s", file=sys.stderr)
+    ratios = [a[0] / b[0] for a, b in zip(runs["ray"], runs["plain"], strict=True)]
+    nll_plain, nll_ray = runs["plain"][0][1], runs["ray"][0][1]
+    return {
+        "rows": args.rows,
+        "iw_samples": args.iw_samples,
+        "torch_threads": threads,
+        "plain_rows_per_s": median([r[0] for r in runs["plain"]]),
+        "ray_rows_per_s": median([r[0] for r in runs["ray"]]),
+        "ratio_vs_plain": median(ratios),
+        "pairs": [round(x, 3) for x in ratios],
+        "is_nll_plain": nll_plain,
+        "is_nll_ray": nll_ray,
+        "is_nll_rel_diff": abs(nll_ray - nll_plain) / abs(nll_plain),
+    }
+
+
+if __name__ == "__main__":
+    run(main)
