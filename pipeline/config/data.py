@@ -24,6 +24,10 @@ class DataConfig(TypedConfig):
     mnist."""
     column: str | None = setting(None, min_len=1)
     """Data column of a Parquet source; None detects it (``x``, else the only array column)."""
+    columns: tuple[str, ...] | None = setting(None, min_len=1)
+    """Tabular Parquet: the feature columns (one number each), assembled into float32 samples."""
+    numeric_columns: bool = False
+    """Tabular Parquet: every numeric column but the id and label is a feature."""
     id_column: str = setting("id", min_len=1)
     """Column holding stable unique row ids; derived from file and row position when absent."""
     label_column: str = setting("label", min_len=1)
@@ -51,8 +55,18 @@ class DataConfig(TypedConfig):
     """Number of rows of the procedural ``shapes`` dataset."""
     shapes_resolution: int = setting(64, ge=8, le=1024)
     """Side in pixels of ``shapes`` images (64 like dSprites; 28 for the 1M-row bench)."""
+    cache_share: float = setting(0.25, ge=0, le=1)
+    """Training reads the train split once and keeps it in the Ray object store when it takes at
+    most this share of the store (every epoch then reshuffles all its rows in memory); bigger
+    splits stream in a per-epoch order. 0: always stream."""
 
     def check(self) -> None:
+        picked = [k for k in ("column", "columns") if getattr(self, k) is not None]
+        picked += ["numeric_columns"] if self.numeric_columns else []
+        if len(picked) > 1:
+            self.fail(picked[1], f"excludes data.{picked[0]} (name the samples one way)")
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            self.fail("columns", "names a column twice")
         if self.include_labels is not None and not self.include_labels:
             self.fail("include_labels", "must name at least one label (or be null for all)")
         if set(self.include_labels or ()) & set(self.exclude_labels):

@@ -39,6 +39,8 @@ META_MODEL = b"vaepipe.model"  # JSON: {"name", "version", "run_id", "uri"}
 META_LATENT_DIM = b"vaepipe.latent_dim"
 META_SOURCE = b"vaepipe.source"
 META_VERSION = b"vaepipe.version"
+META_DATA_DIGEST = b"vaepipe.data_digest"  # digest of the encoded source (pipeline.data.lineage)
+META_TRAIN_DIGEST = b"vaepipe.train_data_digest"  # digest of the data the model learned from
 
 X_DTYPES = ("uint8", "float32")
 

@@ -51,7 +51,6 @@ MANIFEST_FORMAT = 1
 PROGRESS_POLL_S = 1.0
 
 
-
 @dataclass
 class EncodeResult:
     out: str
@@ -129,7 +128,7 @@ def _write_and_commit(
     try:
         check_shared(staging, "output")
         with user_errors():
-            meta = _file_metadata(loaded, src.source)
+            meta = _file_metadata(loaded, src.source, src.digest)
             payload = ModelPayload.from_vae(loaded.vae, preprocessor, meta)
             records = _run(src.dataset(), staging, payload, plan, batch_size, with_z)
             files = collect(records, src.rows, progress)
@@ -214,6 +213,7 @@ class _Whole:
     layout: Any
     source: str
     limit: int | None
+    digest: str = ""
 
     @property
     def rows(self) -> int | None:
@@ -238,11 +238,12 @@ class _Whole:
 
 
 def _open(cfg: DataConfig) -> _Whole:
+    from pipeline.data.lineage import source_digest
     from pipeline.data.sources import plan_source
 
     with user_errors():
         plan = plan_source(cfg)
-    return _Whole(plan, plan.layout, cfg.source, cfg.limit)
+    return _Whole(plan, plan.layout, cfg.source, cfg.limit, source_digest(cfg, plan))
 
 
 def _plan(threads: int | None) -> EncodePlan:
@@ -297,12 +298,14 @@ def write_latents(batch: pa.Table, root: Location, row_group_rows: int) -> pa.Ta
     return pa.table({"path": [f.path], "rows": [f.rows], "bytes": [f.bytes]})
 
 
-def _file_metadata(loaded: LoadedModel, source: str) -> dict[bytes, bytes]:
+def _file_metadata(loaded: LoadedModel, source: str, digest: str) -> dict[bytes, bytes]:
     return {
         schema.META_MODEL: json.dumps(loaded.describe()).encode(),
         schema.META_LATENT_DIM: str(int(loaded.vae.cfg.latent_dim)).encode(),
         schema.META_SOURCE: source.encode(),
         schema.META_VERSION: vaepipe_version().encode(),
+        schema.META_DATA_DIGEST: digest.encode(),
+        schema.META_TRAIN_DIGEST: (loaded.data_digest or "").encode(),
     }
 
 

@@ -30,7 +30,15 @@ from pipeline.tracking.registry import LoadedModel
 
 # Which DataConfig fields say how a source's rows are read, whatever the source: carried from
 # training to another source. The split fields (fractions, seed) only carry with the source.
-READING_FIELDS = ("column", "id_column", "label_column", "image_size", "shapes_resolution")
+READING_FIELDS = (
+    "column",
+    "columns",
+    "numeric_columns",
+    "id_column",
+    "label_column",
+    "image_size",
+    "shapes_resolution",
+)
 # What a user may override (the shared flags): reading, and the model-input transform.
 OVERRIDABLE = ("column", "image_size", "binarize", "standardize")
 

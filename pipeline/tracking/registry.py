@@ -80,6 +80,7 @@ class LoadedModel:
     uri: str
     model_id: str | None = None
     data_config: dict[str, Any] | None = None  # the training DataConfig, when stored
+    data_digest: str | None = None  # the training data's digest, when stored
     threshold: float | None = None  # anomaly threshold chosen at registration, when stored
 
     def describe(self) -> dict[str, Any]:
@@ -112,15 +113,17 @@ def log_vae(
     val_loss: float,
     data_source: str,
     data_config: dict[str, Any] | None = None,
+    data_digest: str | None = None,
     val_rows: np.ndarray | None = None,
     threshold_quantile: float = DEFAULT_QUANTILE,
 ) -> RegisteredVersion:
     """Log ``vae`` to the active MLflow run, register a new version and move the aliases.
 
     ``data_config`` (optional, ``DataConfig.to_dict()``) lets ``vaepipe evaluate`` rebuild the
-    exact validation/test split the model was trained with. ``val_rows`` (raw validation
-    samples as stored, (N, *shape)) set the anomaly threshold: their ``threshold_quantile``
-    score.
+    exact validation/test split the model was trained with; ``data_digest`` names the data
+    (``pipeline.data.lineage``), so encode outputs can say what the model learned from.
+    ``val_rows`` (raw validation samples as stored, (N, *shape)) set the anomaly threshold:
+    their ``threshold_quantile`` score.
     """
     import mlflow
 
@@ -135,6 +138,7 @@ def log_vae(
             "preprocessor": preprocessor,
             "data_source": data_source,
             "data_config": data_config,
+            "data_digest": data_digest,
             "threshold": threshold,
             "threshold_quantile": threshold_quantile if threshold is not None else None,
         }
@@ -342,6 +346,7 @@ def load_vae(uri: str) -> LoadedModel:
         uri=uri,
         model_id=resolved.model_id,
         data_config=extra.get("data_config"),
+        data_digest=extra.get("data_digest"),
         threshold=extra.get("threshold"),
     )
 

@@ -6,7 +6,8 @@ rank sees the same numbers (and so the same early-stopping decision), checkpoint
 ``ray.train.report`` from every rank. The epoch passes themselves are plain torch
 (``pipeline.train.epochs``). Everything else joins through the hooks of the typed
 ``WorkerConfig`` (``pipeline.train.hooks``): MLflow logging, progress, and what tests and
-benchmarks plug in.
+benchmarks plug in. ``WorkerConfig.train_order`` gives each epoch's training rows (hot and
+reshuffled, or streamed in a per-epoch unit order).
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ class _Worker:
         self.examples: Tensor | None = None  # fixed validation examples for the image grids
         self.first_batch_at: float | None = None
         self.hooks = Hooks(config.hooks)
+        self.train_order = config.train_order
 
     @property
     def epochs_done(self) -> int:
@@ -185,8 +187,11 @@ class _Worker:
 
     def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
         t = self.job.train
+        data = self.shards[split]
+        if train and self.train_order is not None:
+            data = self.train_order.epoch_data(data, epoch, self.rank, self.world_size)
         for batch in iter_torch_batches(
-            self.shards[split],
+            data,
             batch_size=t.batch_size if train else EVAL_BATCH,
             preprocessor=self.preprocessor,
             device=self.device,

@@ -232,7 +232,8 @@ def run_training(
     import mlflow
     import ray
 
-    from pipeline.data.ingest import open_source
+    from pipeline.data.train_order import open_training_source, split_rows
+    from pipeline.tracking.datasets import log_inputs
     from pipeline.tracking.registry import log_vae
 
     store_ready = (
@@ -241,7 +242,7 @@ def run_training(
         else None
     )
     ensure_ray()
-    source = open_source(cfg.data)
+    source, order = open_training_source(cfg.data, cfg.train.seed)
     cfg = with_input_shape(cfg, source.layout)
     preprocessor = build_preprocessor(cfg, source)
     plan = plan_workers(cfg.scaling, ray.cluster_resources())
@@ -253,6 +254,7 @@ def run_training(
         runs.fail_orphaned_runs()  # runs of SIGKILLed launches (their owner is gone)
     threads = int(cfg.scaling.cpus_per_worker) if cfg.scaling.cpus_per_worker else None
     worker = worker_config(cfg, source, preprocessor, plan, run_name, storage, threads)
+    worker = dataclasses.replace(worker, train_order=order)
     channel = ProgressChannel() if progress is not None else None
     hooks = (*((channel.hook(),) if channel is not None else ()), *hooks)
     try:
@@ -265,6 +267,7 @@ def run_training(
         run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
         with runs.tracked_run(run_id):
             runs.log_job_config(run_id, cfg.to_dict(), config_file)
+            log_inputs(run_id, cfg.data.source, source.digest, split_rows(source, order))
             # MLflow first: its tracking_seconds then reach the progress events too.
             hooks = (MlflowEpochLogging(run_id, tracking_uri), *hooks)
             worker = dataclasses.replace(worker, hooks=hooks)
@@ -280,6 +283,7 @@ def run_training(
                     out["best_val_loss"],
                     cfg.data.source,
                     data_config=cfg.data.to_dict(),
+                    data_digest=source.digest,
                     val_rows=validation_rows(source),
                 )
     finally:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pipeline.config.job import TrainJobConfig
 from pipeline.data.batches import Preprocessor
+from pipeline.data.train_order import TrainOrder
 from pipeline.train.hooks import TrainHook
 
 
@@ -32,6 +33,9 @@ class WorkerConfig:
     """Rows of the training split per epoch, when the driver counted them (progress totals)."""
     hooks: tuple[TrainHook, ...] = ()
     """Called in order at the loop's fixed points (``pipeline.train.hooks``)."""
+    train_order: TrainOrder | None = None
+    """Each epoch's training rows: hot and reshuffled, or streamed in a per-epoch unit order;
+    None: the shard as Ray gives it."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.job, TrainJobConfig):

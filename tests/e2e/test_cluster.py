@@ -85,7 +85,7 @@ def test_no_wait_then_follow_with_jobs_logs(env):
     assert "usage: vaepipe evaluate" in logs.stdout
 
 
-def test_train_registers_a_model_on_the_server(stack, env, mnist_subset):
+def test_train_registers_a_model_on_the_server(stack, env, mnist_subset, monkeypatch):
     needs_modules("jobs.train", "pipeline.train.trainer", "pipeline.data.ingest")
     proc = vaepipe(
         env, "submit", "--", "train", "--data", str(mnist_subset), "--epochs", "1",
@@ -96,6 +96,8 @@ def test_train_registers_a_model_on_the_server(stack, env, mnist_subset):
     result = last_json(proc.stdout)
     from mlflow import MlflowClient
 
+    for key, value in stack.auth().client_env().items():  # the server requires basic auth
+        monkeypatch.setenv(key, value)
     client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert str(result["version"]) == version.version

@@ -41,8 +41,9 @@ class SourcePlan:
     has_labels: bool
     description: str
     rows: int | None = None
-    """Rows in the whole source by its own metadata (footers, headers), when known: what a
-    complete conversion or encoding must have written."""
+    """Rows in all units by the source's own metadata (footers, headers), when known without
+    reading them: what a complete conversion or encoding must have written, and for an ETA, the
+    hot-or-streaming choice and the lineage digest."""
 
 
 def rows_table(

@@ -4,8 +4,9 @@ as ``vaepipe prepare`` writes them) or any pyarrow filesystem URI (``s3://``, ``
 The driver reads every footer (in threads) to check that files are Parquet, share one schema
 and hold rows; a unit is one row group. The data column is taken by name or detected:
 ``fixed_size_binary`` is used as stored (shape from the schema metadata), lists of numbers are
-converted (floats → float32, integers → uint8 in 0..255). Ids come from ``id_column`` when
-present, else ``file_index << 32 | row``. Other columns pass through unchanged.
+converted (floats → float32, integers → uint8 in 0..255). Tabular data (``data.columns``: one
+number per column) is assembled into float32 samples inside the read tasks. Ids come from
+``id_column`` when present, else ``file_index << 32 | row``. Other columns pass through.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from pipeline.data.object_store_output import ATTEMPT_PREFIX
 from pipeline.data.parquet_files import read_row_group
 from pipeline.data.schema import XLayout, decode_x, encode_x
 from pipeline.data.sources import PARQUET_SUFFIXES, SPLITS, SourcePlan
-from pipeline.data.sources.parquet_columns import detect_layout, pick_column
+from pipeline.data.sources.parquet_columns import (
+    detect_layout,
+    features_to_x,
+    pick_column,
+    pick_features,
+)
 from pipeline.data.staged_output import MANIFEST, read_manifest
 from pipeline.errors import UserError
 
@@ -44,11 +50,12 @@ class ReadSpec:
     """What every unit of one Parquet source shares (pickled once per task)."""
 
     fs: pafs.FileSystem
-    column: str
-    kind: str  # "binary" | "float_list" | "int_list"
+    column: str  # "" for tabular data
+    kind: str  # "binary" | "float_list" | "int_list" | "columns"
     layout: XLayout
     id_column: str | None
     label_column: str | None
+    features: tuple[str, ...] = ()  # kind "columns": the feature columns, in sample order
 
 
 @dataclass(frozen=True)
@@ -180,8 +187,13 @@ def plan(cfg: DataConfig) -> SourcePlan:
     if total == 0:
         raise UserError(f"{cfg.source}: zero rows in {len(files)} Parquet file(s)")
     first = files[0]
-    column = pick_column(first.schema, cfg, first.path)
-    kind, layout = detect_layout(fs, first, column, files)
+    features: tuple[str, ...] = ()
+    if cfg.columns is not None or cfg.numeric_columns:
+        features = pick_features(first.schema, cfg, first.path)
+        column, kind, layout = "", "columns", XLayout((len(features),), "float32")
+    else:
+        column = pick_column(first.schema, cfg, first.path)
+        kind, layout = detect_layout(fs, first, column, files)
     spec = ReadSpec(
         fs,
         column,
@@ -189,6 +201,7 @@ def plan(cfg: DataConfig) -> SourcePlan:
         layout,
         _id_column(cfg, first.schema, first.path),
         _label_column(cfg, first.schema, first.path),
+        features,
     )
     file_index = {p: i for i, p in enumerate(all_paths)}
     units: dict[str, list[ParquetUnit]] = {}
@@ -229,6 +242,8 @@ def _ids(unit: ParquetUnit, table: pa.Table) -> pa.Array:
 
 def _x(unit: ParquetUnit, table: pa.Table) -> pa.Array:
     spec = unit.spec
+    if spec.kind == "columns":
+        return features_to_x(table, spec.features, f"{unit.path} (row group {unit.row_group})")
     col = table.column(spec.column).combine_chunks()
     where = f"{unit.path}: column {spec.column!r} (row group {unit.row_group})"
     if col.null_count:
@@ -259,7 +274,7 @@ def read_unit(unit: ParquetUnit) -> pa.Table:
     cols = {schema.ID: _ids(unit, table), schema.X: _x(unit, table)}
     if spec.label_column is not None:
         cols[schema.LABEL] = table.column(spec.label_column).cast(pa.int64())
-    used = {spec.column, spec.id_column, spec.label_column, *cols}
+    used = {spec.column, spec.id_column, spec.label_column, *spec.features, *cols}
     for name in table.column_names:
         if name not in used:
             cols[name] = table.column(name)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
-from pipeline.data.schema import XLayout
+from pipeline.data.schema import XLayout, encode_x
 from pipeline.errors import UserError
 
 LIST_TYPES = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
@@ -41,7 +42,8 @@ def pick_column(sch: pa.Schema, cfg: DataConfig, path: str) -> str:
     if not found:
         raise UserError(
             f"{path}: no data column (fixed_size_binary or list of numbers) among "
-            f"{', '.join(sch.names)}; name one with column"
+            f"{', '.join(sch.names)}; name one with column, or list feature columns with "
+            "columns (or set numeric_columns: true)"
         )
     raise UserError(f"{path}: several data columns ({', '.join(found)}); name one with column")
 
@@ -103,3 +105,40 @@ def detect_layout(
     if numel == 0:
         raise UserError(f"{path}: column {column!r} holds empty lists")
     return kind, XLayout(_meta_shape(first.schema, numel, path, dtype), dtype)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def pick_features(sch: pa.Schema, cfg: DataConfig, path: str) -> tuple[str, ...]:
+    """Tabular data: the feature columns ``cfg.columns`` names (``cfg.numeric_columns``: every
+    numeric column but the id and label), each checked to hold one number per row."""
+    if cfg.numeric_columns:
+        skip = {cfg.id_column, cfg.label_column}
+        found = tuple(f.name for f in sch if f.name not in skip and _is_number(f.type))
+        if not found:
+            raise UserError(f"{path}: no numeric columns besides the id and label")
+        return found
+    missing = [c for c in cfg.columns if c not in sch.names]
+    if missing:
+        raise UserError(f"{path}: no column {missing[0]!r} (columns: {', '.join(sch.names)})")
+    for name in cfg.columns:
+        t = sch.field(name).type
+        if not _is_number(t):
+            raise UserError(f"{path}: feature column {name!r} has type {t} (expected a number)")
+    return tuple(cfg.columns)
+
+
+def features_to_x(table: pa.Table, features: tuple[str, ...], where: str) -> pa.Array:
+    """(N,) rows of F numeric columns → (N,) fixed_size_binary of F float32, checked."""
+    x = np.empty((table.num_rows, len(features)), np.float32)  # (N, F)
+    for j, name in enumerate(features):
+        col = table.column(name)
+        if col.null_count:
+            raise UserError(f"{where}: null values in column {name!r}")
+        x[:, j] = col.to_numpy()
+    if not np.isfinite(x).all():
+        bad = features[int(np.flatnonzero(~np.isfinite(x).all(axis=0))[0])]
+        raise UserError(f"{where}: NaN or Inf values in column {bad!r}")
+    return encode_x(x)
