@@ -38,6 +38,7 @@ from pipeline.inference.latent_encoder import (
     EncodePlan,
     LatentEncoder,
     ModelPayload,
+    map_on_actors,
     plan_encoding,
     rows_per_file,
 )
@@ -264,21 +265,8 @@ def _run(
     with_z: bool,
 ) -> Iterable[dict[str, Any]]:
     """Encode every row and write the latent files; a record per file, as each is finished."""
-    from ray.data import ActorPoolStrategy
-
-    encoded = ds.map_batches(
-        LatentEncoder,
-        fn_constructor_kwargs={
-            "payload": payload,
-            "with_z": with_z,
-            "threads": plan.threads,
-            "device": plan.device,
-        },
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=plan.actors),
-        num_cpus=plan.cpus_per_actor,
-        num_gpus=plan.gpus_per_actor or None,
+    encoded = map_on_actors(
+        ds, LatentEncoder, {"payload": payload, "with_z": with_z}, plan, batch_size
     )
     latent_dim = int(payload.model_config["latent_dim"])
     per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)

@@ -28,7 +28,7 @@ from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
 from pipeline.inference import anomaly
 from pipeline.inference.disentanglement import disentanglement_scores
-from pipeline.inference.latent_encoder import ModelPayload, plan_encoding
+from pipeline.inference.latent_encoder import ModelPayload, map_on_actors, plan_encoding
 from pipeline.inference.model_data import check_layout, resolve_model_data
 from pipeline.inference.row_scorer import FIGURES, RowScorer
 from pipeline.tracking.registry import LoadedModel, load_vae
@@ -149,25 +149,10 @@ def _accumulate(
 ) -> _Totals:
     """Score every row on a pool of Ray actors, streaming; sum on the driver."""
     import ray
-    from ray.data import ActorPoolStrategy
 
     plan = plan_encoding(ray.cluster_resources())
-    scored = ds.map_batches(
-        RowScorer,
-        fn_constructor_kwargs={
-            "payload": payload,
-            "k": k,
-            "seed": seed,
-            "keep": keep,
-            "threads": plan.threads,
-            "device": plan.device,
-        },
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=plan.actors),
-        num_cpus=plan.cpus_per_actor,
-        num_gpus=plan.gpus_per_actor or None,
-    )
+    kwargs = {"payload": payload, "k": k, "seed": seed, "keep": keep}
+    scored = map_on_actors(ds, RowScorer, kwargs, plan, batch_size)
     totals = _Totals()
     with user_errors():
         total = ds.count() if progress is not None else None

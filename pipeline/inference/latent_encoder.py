@@ -49,6 +49,12 @@ class ModelPayload:
         state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
         return cls(vae.cfg.to_dict(), state, preprocessor.to_dict(), metadata)
 
+    def build_vae(self, device: torch.device) -> VAE:
+        """The model, on ``device``, in eval mode (run once per actor)."""
+        vae = VAE(ModelConfig.from_dict(self.model_config))
+        vae.load_state_dict(self.state_dict)
+        return vae.to(device).eval()
+
 
 @dataclass(frozen=True)
 class EncodePlan:
@@ -87,6 +93,24 @@ def plan_encoding(cluster: dict[str, float], threads: int | None = None) -> Enco
     return EncodePlan(actors, max(per, 0.01), 0.0, threads or auto_threads, store)
 
 
+def map_on_actors(
+    ds: Any, fn: type, kwargs: dict[str, Any], plan: EncodePlan, batch_size: int
+) -> Any:
+    """``ds`` through the callable class ``fn`` on an actor pool laid out by ``plan`` (pyarrow
+    batches in and out; ``threads`` and ``device`` added to ``kwargs``)."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        fn,
+        fn_constructor_kwargs={**kwargs, "threads": plan.threads, "device": plan.device},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=plan.actors),
+        num_cpus=plan.cpus_per_actor,
+        num_gpus=plan.gpus_per_actor or None,
+    )
+
+
 def rows_per_file(latent_dim: int, with_z: bool, object_store_bytes: float) -> int:
     """Rows that make one latent file of a sensible size for this cluster."""
     target = min(MAX_FILE_BYTES, max(MIN_FILE_BYTES, object_store_bytes * FILE_SHARE_OF_STORE))
@@ -115,9 +139,7 @@ class LatentEncoder:
     ) -> None:
         torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self.vae = VAE(ModelConfig.from_dict(payload.model_config))
-        self.vae.load_state_dict(payload.state_dict)
-        self.vae.to(self.device).eval()
+        self.vae = payload.build_vae(self.device)
         self.pre = Preprocessor.from_dict(payload.preprocessor)
         self.with_z = with_z
         self.metadata = payload.metadata

@@ -20,8 +20,6 @@ from pipeline.data.batches import Preprocessor, to_torch_batch
 from pipeline.data.hashing import id_hash
 from pipeline.inference.latent_encoder import ModelPayload, fixed_list
 from vae_core import objectives
-from vae_core.config import ModelConfig
-from vae_core.model import VAE
 
 ROW_CHUNK = 1000  # samples decoded at once for one row; fixed, so the draws are too
 FIGURES = ("neg_elbo", "reconstruction", "kl", "is_nll")
@@ -42,9 +40,7 @@ class RowScorer:
     ) -> None:
         torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self.vae = VAE(ModelConfig.from_dict(payload.model_config))
-        self.vae.load_state_dict(payload.state_dict)
-        self.vae.to(self.device).eval()
+        self.vae = payload.build_vae(self.device)
         self.pre = Preprocessor.from_dict(payload.preprocessor)  # deterministic already
         self.k, self.seed, self.keep = k, seed, keep
 
