@@ -18,11 +18,18 @@ MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", _SHARED_MNIST))
 @pytest.fixture(autouse=True)
 def mlflow_tmp_store(tmp_path, monkeypatch):
     """Every test gets its own SQLite tracking store and artifact dir; no run is left open."""
+    import sys
+
     db = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    # mlflow.set_registry_uri (called by mlflow_store.configure) exports MLFLOW_REGISTRY_URI and
+    # keeps a module global: pin both to this test's store, so neither this process nor the
+    # subprocesses it starts register into an earlier test's store.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{db}")
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_registry_uri(f"sqlite:///{db}")
     monkeypatch.setenv("VAEPIPE_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
     yield f"sqlite:///{db}"
-    import sys
 
     if "mlflow" in sys.modules:
         import mlflow
