@@ -24,7 +24,6 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import io
-import os
 import resource
 import statistics
 import sys
@@ -39,15 +38,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import abba, median, parser, run  # noqa: E402
+from common import abba, median, mnist_dir, parser, run  # noqa: E402
 
 from jobs.cli import main as cli_main  # noqa: E402
 from pipeline.config.data import DataConfig  # noqa: E402
 from pipeline.data.batches import Preprocessor, iter_torch_batches  # noqa: E402
 from pipeline.data.schema import XLayout, decode_x  # noqa: E402
 from pipeline.data.train_order import open_training_source  # noqa: E402
-
-MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
 def prepared(cache: Path, name: str, argv: list[str]) -> Path:
@@ -187,7 +184,7 @@ def main() -> dict:
     DataContext.get_current().print_on_execution_start = False
     n = args.shapes_rows
     sets = {
-        "mnist_train": prepared(args.cache, "mnist", [str(MNIST_DIR)]),
+        "mnist_train": prepared(args.cache, "mnist", [str(mnist_dir())]),
         f"shapes28_{n}": prepared(
             args.cache, f"shapes28_{n}",
             ["shapes", "--shapes-rows", str(n), "--shapes-resolution", "28"],

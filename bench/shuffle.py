@@ -18,7 +18,6 @@ Last line: one JSON object.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -29,17 +28,16 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import parser, run  # noqa: E402
+from common import mnist_dir, parser, run  # noqa: E402
 
 from jobs.cli import main as cli_main  # noqa: E402
 
-MNIST_DIR = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 TARGET = 0.02
 
 
 def prepared(cache: Path) -> Path:
     out = cache / "mnist"
-    argv = ["prepare", str(MNIST_DIR), "--out", str(out), "--overwrite"]
+    argv = ["prepare", str(mnist_dir()), "--out", str(out), "--overwrite"]
     if not (out / "_vaepipe.json").exists() and cli_main(argv) != 0:
         raise SystemExit("prepare mnist failed")
     return out
