@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 from pipeline.cluster import secrets_files
 
+GCS_PORT_VAR = "RAY_GCS_SERVER_PORT"  # Ray's: the port a starting head's GCS listens on
+
 
 def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     """Initialize Ray once per process (no-op when already initialized, e.g. in tests).
@@ -43,18 +45,48 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     verbose = _verbose()
     if address == "local":
         secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
-    with _sigterm_handler_kept():
+    with _sigterm_handler_kept(), _local_address_pinned(address == "local") as runtime_env:
         ray.init(
             address=address,
             log_to_driver=verbose,
             logging_level=logging.INFO if verbose else logging.WARNING,
             include_dashboard=dashboard,
+            runtime_env=runtime_env,
             **kwargs,
         )
 
 
 def _verbose() -> bool:
     return os.environ.get("VAEPIPE_VERBOSE") == "1"
+
+
+@contextlib.contextmanager
+def _local_address_pinned(local: bool) -> Iterator[dict | None]:
+    """For a new local instance: its GCS port chosen up front, and ``RAY_ADDRESS`` naming it in
+    every worker's environment (the job's runtime env, inherited by all its tasks and actors).
+
+    Code inside the cluster that calls the State API without an address (Ray Train's
+    placement-group cleaner, which frees a Tune-stopped trial's workers) otherwise looks for
+    *a* local GCS; with a second Ray instance on the machine it finds several, gives up, and
+    the stopped trial's CPUs stay reserved: the next trials' data tasks wait forever.
+    """
+    if not local:
+        yield None
+        return
+    import ray
+
+    from pipeline.cluster.stack_processes import free_port
+
+    port = str(free_port())
+    previous = os.environ.get(GCS_PORT_VAR)
+    os.environ[GCS_PORT_VAR] = port  # read by ray.init when it starts the head
+    try:
+        yield {"env_vars": {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}"}}
+    finally:
+        if previous is None:
+            os.environ.pop(GCS_PORT_VAR, None)
+        else:
+            os.environ[GCS_PORT_VAR] = previous
 
 
 @contextlib.contextmanager
