@@ -16,8 +16,10 @@ unknown key or a value the config rejects fails before any trial starts, as one 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ LIST_KINDS = ("choice", "grid")
 RANGE_KINDS = ("uniform", "loguniform", "int")
 # The sweep owns these sections: it sizes workers from the cluster and names runs itself.
 FIXED_SECTIONS = ("scaling", "tracking")
+# A shuffled grid's points travel to Tune under this one key (no dot: no config key clashes).
+GRID_POINT = "grid_point"
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,21 @@ class SearchSpace:
     source: str
     """The space file's text, logged with the sweep."""
 
-    def param_space(self) -> dict[str, Any]:
-        return {d.key: d.to_tune() for d in self.dimensions}
+    def param_space(self, shuffle_seed: int | None = None) -> dict[str, Any]:
+        """Tune's ``param_space``. Tune walks a grid in nested-loop order (the first grid
+        key's first value first); with ``shuffle_seed`` the grid's points (every combination,
+        as before) come in a random order fixed by the seed instead, as one grid over the
+        points under ``GRID_POINT`` (``trial_params`` unpacks a trial's config)."""
+        if shuffle_seed is None or not self.has_grid():
+            return {d.key: d.to_tune() for d in self.dimensions}
+        from ray import tune
+
+        grid = [d for d in self.dimensions if d.kind == "grid"]
+        combos = itertools.product(*(d.values for d in grid))
+        points = [dict(zip((d.key for d in grid), combo, strict=True)) for combo in combos]
+        random.Random(shuffle_seed).shuffle(points)
+        rest = {d.key: d.to_tune() for d in self.dimensions if d.kind != "grid"}
+        return {GRID_POINT: tune.grid_search(points), **rest}
 
     def grid_size(self) -> int:
         """Configurations one pass over the grid dimensions makes (1 without a grid)."""
@@ -80,6 +97,13 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return {d.key: {d.kind: list(d.values)} for d in self.dimensions}
+
+
+def trial_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config as Tune hands it → dotted config keys and values (a grid point of a
+    shuffled grid unpacked)."""
+    params = {k: v for k, v in config.items() if k != GRID_POINT}
+    return {**config.get(GRID_POINT, {}), **params}
 
 
 def resolve_space_path(path_or_name: str) -> Path:

@@ -31,12 +31,12 @@ from pipeline.config.job import TrainJobConfig
 from pipeline.errors import UserError
 from pipeline.tracking import mlflow_store, runs
 from pipeline.tune.resources import SweepPlan, plan_sweep
-from pipeline.tune.space import SearchSpace
+from pipeline.tune.space import SearchSpace, trial_params
 from pipeline.tune.trial import PARENT_TAG, TRIAL_TAG, SweepContext, run_trial
 
 METRIC = "val/neg_elbo"  # what trials are ranked and stopped on (lower is better)
 TIME_ATTR = "epoch"  # ASHA's clock: every trial reports its epoch count (continues on resume)
-ASHA_REDUCTION = 3  # keep the best third at each rung
+ASHA_REDUCTION = 4  # keep the best quarter at each rung (Ray's default, as in the ASHA paper)
 SCHEDULERS = ("asha", "fifo")
 SWEEP_KEY_SUFFIX = "#sweep"  # the parent run's job key: the sweep directory + this
 
@@ -185,13 +185,23 @@ def _scheduler(settings: SweepSettings, cfg: TrainJobConfig):
     from ray.tune.schedulers import ASHAScheduler
 
     epochs = cfg.train.epochs
-    # Three rungs over the run (e.g. 1, 3, 9 of 9 epochs): a trial must be in the best third at
-    # each rung to continue. ASHA stops a trial that reaches max_t: one past the last epoch lets
-    # a trial that earned it end by itself (final test metrics, FINISHED run).
+    # Rungs at grace x 4^k epochs below max_t (e.g. 1 and 4 of 9 epochs; 2, 8 and 32 of 36): a
+    # trial must be in the best quarter of those that reached a rung before it to continue.
+    # ASHA stops a trial that reaches max_t: one past the last epoch lets a trial that earned
+    # it end by itself (final test metrics, FINISHED run).
     grace = max(1, round(epochs / ASHA_REDUCTION**2))
     return ASHAScheduler(
         time_attr=TIME_ATTR, max_t=epochs + 1, grace_period=grace, reduction_factor=ASHA_REDUCTION
     )
+
+
+def _param_space(space: SearchSpace, settings: SweepSettings, cfg: TrainJobConfig):
+    # ASHA promotes every trial that is first to reach a rung, whatever its score: in Tune's
+    # nested-loop order the grid's first corner (e.g. the lowest lr and narrowest width) gets
+    # all the early promotions. A seeded random order spreads them over the grid; FIFO's
+    # outcome does not depend on the order, so it keeps Tune's.
+    seed = cfg.train.seed if settings.scheduler == "asha" else None
+    return space.param_space(shuffle_seed=seed)
 
 
 def _fit(context, space, settings, plan, sweep_dir, cfg, progress):
@@ -200,16 +210,17 @@ def _fit(context, space, settings, plan, sweep_dir, cfg, progress):
     from pipeline.tune.progress import ProgressCallback
 
     trainable = _trainable(context, plan)
+    param_space = _param_space(space, settings, cfg)
     if tune.Tuner.can_restore(sweep_dir):
         if progress:
             progress(f"resuming sweep {settings.name} from {sweep_dir}")
         tuner = tune.Tuner.restore(
-            sweep_dir, trainable, resume_unfinished=True, param_space=space.param_space()
+            sweep_dir, trainable, resume_unfinished=True, param_space=param_space
         )
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space=space.param_space(),
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=METRIC,
                 mode="min",
@@ -306,7 +317,7 @@ def _summaries(results, child_runs: dict[str, Any], context: SweepContext):
             TrialSummary(
                 trial_id=trial_id,
                 status=status,
-                params=dict(result.config or {}),
+                params=trial_params(result.config or {}),
                 best_val=float(min(vals)) if len(vals) else float("inf"),
                 epochs=int(metrics.get(TIME_ATTR, 0)),
                 test_neg_elbo=_test_metric(run),

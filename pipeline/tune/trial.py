@@ -62,7 +62,7 @@ def trial_config(base: dict[str, Any], params: dict[str, Any], run_name: str) ->
     )
 
 
-def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
+def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
     """Tune's entry point for one trial (runs in the trial's actor)."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -71,7 +71,9 @@ def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
     from pipeline.tracking import runs
     from pipeline.train import trainer
     from pipeline.train.mlflow_hook import MlflowEpochLogging
+    from pipeline.tune.space import trial_params
 
+    params = trial_params(config)
     trial_id = ray.tune.get_context().get_trial_id()
     run_name = sweep.trial_run_name(trial_id)
     cfg = trial_config(sweep.base, params, run_name)

@@ -8,7 +8,7 @@ from jobs.tune import parse_duration
 from pipeline.config.job import ScalingSettings, load_job_config
 from pipeline.errors import UserError
 from pipeline.tune.resources import TRIAL_DRIVER_CPUS, plan_sweep
-from pipeline.tune.space import load_space
+from pipeline.tune.space import load_space, trial_params
 from pipeline.tune.trial import trial_config
 
 
@@ -96,3 +96,36 @@ def test_time_budget_units(text, seconds):
 def test_bad_time_budget():
     with pytest.raises(ValueError, match="--time-budget"):
         parse_duration("soon")
+
+
+def _tune_configs(param_space: dict) -> list[dict]:
+    """The trial configs Tune's own variant generator makes of ``param_space`` (one sample)."""
+    from ray.tune.experiment import Experiment
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    generator = BasicVariantGenerator()
+    generator.add_configurations([Experiment("space", lambda config: None, config=param_space)])
+    configs = []
+    while (trial := generator.next_trial()) is not None:
+        configs.append(trial.config)
+    return configs
+
+
+def test_a_shuffled_grid_has_every_point_once_in_an_order_fixed_by_the_seed(tmp_path):
+    text = (
+        "optim.lr: {grid: [0.001, 0.003]}\nmodel.hidden_sizes: {grid: [[64], [128], [256]]}\n"
+        "model.latent_dim: {choice: [4, 8]}\n"
+    )
+    space = load_space(_space(tmp_path, text), "digits", [])
+    nested = [trial_params(c) for c in _tune_configs(space.param_space())]
+    shuffled = [trial_params(c) for c in _tune_configs(space.param_space(shuffle_seed=0))]
+    again = [trial_params(c) for c in _tune_configs(space.param_space(shuffle_seed=0))]
+
+    def grid_points(params):
+        return [(p["optim.lr"], tuple(p["model.hidden_sizes"])) for p in params]
+
+    assert len(shuffled) == 6 and all(p["model.latent_dim"] in (4, 8) for p in shuffled)
+    assert sorted(grid_points(shuffled)) == sorted(grid_points(nested))
+    assert len(set(grid_points(shuffled))) == 6
+    assert grid_points(shuffled) != grid_points(nested)  # seed 0 moves the nested-loop order
+    assert grid_points(again) == grid_points(shuffled)
