@@ -1,9 +1,12 @@
-"""`vaepipe tune` end to end: Ctrl-C mid-sweep, then the same command resumes and finishes.
+"""`vaepipe tune` end to end: Ctrl-C mid-sweep, a rerun whose driver is killed (SIGKILL), then
+the same command resumes and finishes.
 
 One grid sweep of two digits trials run one at a time: a short one (2 epochs) and a longer one
 (12 epochs). Ctrl-C arrives once the short trial has finished and the long one has logged an
-epoch; the rerun must keep the finished trial (not re-run it), continue the other in the same
-MLflow run, and register the best trial's model.
+epoch; the rerun's driver is killed -9 once the long trial has logged a further epoch (nothing
+closes its runs: they stay RUNNING). The last rerun must keep the finished trial (not re-run
+it), continue the other in the same MLflow run, leave no run RUNNING, and register the best
+trial's model.
 """
 
 from __future__ import annotations
@@ -56,32 +59,54 @@ def _short_done_long_started(client: MlflowClient) -> bool:
     )
 
 
-def _interrupt_mid_sweep(proc: subprocess.Popen, client: MlflowClient) -> str:
+def _long_epoch(client: MlflowClient) -> float:
+    _, children = _runs(client)
+    long = next((r for r in children if r.data.params.get("train.epochs") == "12"), None)
+    return long.data.metrics.get("epoch", 0) if long is not None else 0
+
+
+def _signal_when(proc: subprocess.Popen, ready, sig: int) -> str:
+    """Send ``sig`` to the sweep's driver once ``ready()``; its stderr."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        if _short_done_long_started(client):
-            proc.send_signal(signal.SIGINT)
+        if ready():
+            proc.send_signal(sig)
             return proc.communicate(timeout=120)[1]
         time.sleep(0.5)
-    pytest.fail(f"the sweep did not reach its second trial within {START_TIMEOUT_S} s")
+    pytest.fail(f"the sweep did not reach the point to interrupt within {START_TIMEOUT_S} s")
+
+
+def _run_until(tmp_path, ready, sig: int) -> tuple[int, str]:
+    proc = subprocess.Popen(_command(tmp_path), cwd=tmp_path, text=True, stderr=subprocess.PIPE)
+    try:
+        stderr = _signal_when(proc, ready, sig)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, stderr
 
 
 def test_ctrl_c_then_rerun_resumes_the_sweep_and_registers_the_best(tmp_path, mlflow_tmp_store):
     client = MlflowClient(mlflow_tmp_store)
-    proc = subprocess.Popen(_command(tmp_path), cwd=tmp_path, text=True, stderr=subprocess.PIPE)
-    try:
-        stderr = _interrupt_mid_sweep(proc, client)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr[-3000:]
+    code, stderr = _run_until(tmp_path, lambda: _short_done_long_started(client), signal.SIGINT)
+    assert code == 130, stderr[-3000:]
     parent, children = _runs(client)
     assert parent.info.status == "KILLED"
     statuses = {r.data.params["train.epochs"]: r.info.status for r in children}
     assert statuses == {"2": "FINISHED", "12": "KILLED"}
     short = next(r for r in children if r.data.params["train.epochs"] == "2")
     assert client.search_registered_models(filter_string="name = 'tuned'") == []
+
+    # Resumed, then the driver killed -9 once the long trial has gone on by an epoch.
+    at_ctrl_c = _long_epoch(client)
+    code, stderr = _run_until(tmp_path, lambda: _long_epoch(client) > at_ctrl_c, signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr[-3000:]
+    parent_killed, children_killed = _runs(client)
+    assert parent_killed.info.status == "RUNNING"  # nobody was left to close it
+    statuses = {r.data.params["train.epochs"]: r.info.status for r in children_killed}
+    assert statuses == {"2": "FINISHED", "12": "RUNNING"}
+    assert {r.info.run_id for r in children_killed} == {r.info.run_id for r in children}
 
     done = subprocess.run(_command(tmp_path), cwd=tmp_path, text=True, capture_output=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -96,7 +121,7 @@ def test_ctrl_c_then_rerun_resumes_the_sweep_and_registers_the_best(tmp_path, ml
     assert short_again.info.end_time == short.info.end_time
     assert [m.step for m in client.get_metric_history(short.info.run_id, "epoch")] == [1, 2]
     # The long trial went on from its checkpoint to its last epoch (an epoch cut short by
-    # Ctrl-C between its log and its checkpoint is logged again).
+    # Ctrl-C or the kill between its log and its checkpoint is logged again).
     long_id = next(r.info.run_id for r in children if r.data.params["train.epochs"] == "12")
     steps = [m.step for m in client.get_metric_history(long_id, "epoch")]
     assert sorted(set(steps)) == list(range(1, 13))

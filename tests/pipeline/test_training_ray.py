@@ -5,7 +5,11 @@ Kept lean for 2-core CI: the built-in digits, tiny models, 1-3 epochs, one Ray p
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -141,3 +145,36 @@ def test_unreachable_mlflow_fails_fast_before_training(ray_local, tmp_path, monk
         run_training(_cfg(tmp_path, "train.epochs=1"))
     assert time.monotonic() - start < 30
     assert not (tmp_path / "ray_results").exists()
+
+
+BESIDE_SCRIPT = textwrap.dedent(
+    """
+    import json, os, ray
+    from pipeline.cluster.ray_session import ensure_ray
+
+    ensure_ray(dashboard=True)
+
+    @ray.remote(num_cpus=0)
+    def seen_from_a_task():
+        from ray.util.state import list_nodes  # no address: as Ray Train's cleaner calls it
+
+        return os.environ.get("RAY_ADDRESS"), list_nodes()[0].node_id
+
+    context = ray.get_runtime_context()
+    seen = ray.get(seen_from_a_task.remote())
+    print(json.dumps([context.gcs_address, context.get_node_id(), *seen]))
+    """
+)
+
+
+def test_a_local_ray_beside_another_lets_its_tasks_find_their_own_cluster(ray_local, tmp_path):
+    """``ensure_ray``'s new instance while another Ray runs on the machine (``ray_local``): Ray's
+    address auto-detection would find two GCS processes and fail; Ray Train's placement-group
+    cleaner relies on it to free the workers of a trial Tune stopped."""
+    done = subprocess.run(
+        [sys.executable, "-c", BESIDE_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    gcs, node, seen_address, seen_node = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (seen_address, seen_node) == (gcs, node)
