@@ -24,10 +24,21 @@ from typing import Any, NoReturn
 
 BAD_ARGUMENTS_EXIT = 2  # as argparse
 FAILED_EXIT = 1
+
+
+def mnist_dir() -> Path:
+    """The real MNIST IDX files: ``VAEPIPE_MNIST_DIR``, else ``shared/data/mnist`` beside the
+    checkout (``/work/main`` → ``/work/shared``) or beside its folder (a worktree such as
+    ``/work/wt/NAME`` → ``/work/shared``)."""
+    if os.environ.get("VAEPIPE_MNIST_DIR"):
+        return Path(os.environ["VAEPIPE_MNIST_DIR"])
+    repo = Path(__file__).resolve().parents[1]
+    beside = [repo.parent / "shared/data/mnist", repo.parents[1] / "shared/data/mnist"]
+    return next((p for p in beside if p.is_dir()), beside[0])
+
+
 # Real MNIST (IDX files): the shared data folder beside the checkout, unless told otherwise.
-MNIST = Path(
-    os.environ.get("VAEPIPE_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist")
-)
+MNIST = mnist_dir()
 
 
 def private_mlflow_store(prefix: str) -> str:
@@ -62,20 +73,6 @@ class _Parser(argparse.ArgumentParser):
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` described by the first line of the script's docstring."""
     return _Parser(description=(doc or "").strip().splitlines()[0] if doc else None)
-
-
-# ---- data ----------------------------------------------------------------------------------------
-
-
-def mnist_dir() -> Path:
-    """The real MNIST IDX files: ``VAEPIPE_MNIST_DIR``, else ``shared/data/mnist`` beside the
-    checkout (``/work/main`` → ``/work/shared``) or beside its folder (a worktree such as
-    ``/work/wt/NAME`` → ``/work/shared``)."""
-    if os.environ.get("VAEPIPE_MNIST_DIR"):
-        return Path(os.environ["VAEPIPE_MNIST_DIR"])
-    repo = Path(__file__).resolve().parents[1]
-    beside = [repo.parent / "shared/data/mnist", repo.parents[1] / "shared/data/mnist"]
-    return next((p for p in beside if p.is_dir()), beside[0])
 
 
 # ---- order and statistics ------------------------------------------------------------------------
