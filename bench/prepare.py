@@ -116,27 +116,38 @@ def timed_prepares(src: Path, work: Path, rounds: int, rows: int, tag: str) -> l
 
 
 def two_node(src: Path, rows: int, rounds: int) -> dict:
-    """Prepare on a loopback cluster of one 1-CPU node, then of two."""
-    import os
+    """Prepare on a loopback cluster of one 1-CPU node, then of two.
 
-    import ray
+    Each measurement runs in a child process started with the cluster's address and token in
+    its environment: Ray reads ``RAY_AUTH_MODE`` and caches the token when it is first
+    imported and used, so this process (which imported Ray already) cannot switch to them.
+    """
+    import os
+    import subprocess
 
     from pipeline.cluster import local_stack
 
     root = Path(tempfile.mkdtemp(prefix="vp_bench_stack_"))
-    work = Path(tempfile.mkdtemp(prefix="vp_bench_prepare_"))
     state = local_stack.start(root, num_cpus=1)
+    env = os.environ | {
+        "RAY_ADDRESS": state.ray_address,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": state.token_path,
+    }
+    child = [sys.executable, __file__, "--rows", str(rows), "--rounds", str(rounds)]
+
+    def median_seconds(tag: str) -> float:
+        done = subprocess.run([*child, "--timed-on-cluster", tag], env=env, check=True,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+        print(done.stdout, end="", flush=True)
+        return statistics.median(json.loads(done.stdout.strip().splitlines()[-1]))
+
     try:
-        os.environ["RAY_AUTH_TOKEN_PATH"] = state.token_path
-        os.environ["RAY_AUTH_MODE"] = "token"
-        ray.init(address=state.ray_address, log_to_driver=False)
-        one = statistics.median(timed_prepares(src, work, rounds, rows, "1 node"))
+        one = median_seconds("1 node")
         local_stack.add_node(root, num_cpus=1)
-        two = statistics.median(timed_prepares(src, work, rounds, rows, "2 nodes"))
+        two = median_seconds("2 nodes")
     finally:
-        ray.shutdown()
         local_stack.stop(root)
-        shutil.rmtree(work, ignore_errors=True)
     return {
         "rows": rows,
         "one_node_rows_per_s": round(rows / one),
@@ -146,17 +157,33 @@ def two_node(src: Path, rows: int, rounds: int) -> dict:
     }
 
 
+def timed_on_cluster(src: Path, rows: int, rounds: int, tag: str) -> list[float]:
+    """The child of ``two_node``: joins the cluster named by ``RAY_ADDRESS``; prepare seconds."""
+    from pipeline.cluster.ray_session import ensure_ray
+
+    ensure_ray()
+    work = Path(tempfile.mkdtemp(prefix="vp_bench_prepare_"))
+    try:
+        return timed_prepares(src, work, rounds, rows, tag)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=REPO / ".vaepipe" / "bench")
     parser.add_argument("--two-node", action="store_true", help="measure 1 → 2 node scaling")
+    parser.add_argument("--timed-on-cluster", metavar="TAG", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     from pipeline.cluster.ray_session import ensure_ray
 
     src = make_source(args.cache, args.rows)
+    if args.timed_on_cluster:
+        print(json.dumps(timed_on_cluster(src, args.rows, args.rounds, args.timed_on_cluster)))
+        return
     if args.two_node:
         print(json.dumps(two_node(src, args.rows, args.rounds)))
         return
