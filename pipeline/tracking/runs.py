@@ -162,6 +162,7 @@ class EpochLogger:
         # the first epoch's data start-up and steps; the first log call waits for them.
         self._setup = _in_thread(self._open, tracking_uri, system_metrics)
         self._monitor = None
+        self._logged: dict[str, set[int]] = {}  # key -> steps the run has (logged_steps)
 
     def _open(self, tracking_uri: str, system_metrics: bool):
         client = _client(tracking_uri)
@@ -181,6 +182,27 @@ class EpochLogger:
         now = int(time.time() * 1000)
         batch = [Metric(f"{prefix}{k}", float(v), now, step) for k, v in metrics.items()]
         self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def log_metrics_once(self, metrics: dict[str, float], step: int, marker: str) -> bool:
+        """``log_metrics`` unless this run already has ``marker`` at ``step``; whether it logged.
+
+        A worker group restarted from its last checkpoint redoes the epochs after it, some of
+        which the failed attempt may have logged already: MLflow keeps every value logged, so
+        a step logged twice would appear twice in the metric's history. A batch is logged whole
+        or not at all (one ``log_batch``), so one of its keys, ``marker``, stands for all.
+        """
+        if step in self.logged_steps(marker):
+            return False
+        self.log_metrics(metrics, step)
+        self._logged[marker].add(step)
+        return True
+
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps of ``key`` already in the run (read once per logger, then kept up to date)."""
+        if key not in self._logged:
+            history = self._client.get_metric_history(self.run_id, key)
+            self._logged[key] = {m.step for m in history}
+        return self._logged[key]
 
     def log_images(self, images: dict[str, np.ndarray], step: int) -> None:
         """Images ``(H, W, C)`` uint8, one MLflow image key each, stepped by epoch."""

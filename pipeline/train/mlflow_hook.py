@@ -4,6 +4,12 @@ Per epoch one metric batch, and image grids (reconstructions, prior samples, tra
 their share of the run's time allows; the final model's grids and the test metrics at the end.
 Each epoch's MLflow seconds join its report as ``tracking_seconds`` (bench/train.py accounts
 tracking's cost with them).
+
+Exactly once per step: a worker group restarted from its last checkpoint redoes the epochs the
+failed attempt ran after that checkpoint, and rank 0 may have logged some of them already. An
+epoch (or the test metrics) already in the run is not logged again: its first values stay. The
+redo starts from the same checkpoint with the same per-epoch seeds, so it computes the same
+figures up to floating-point reduction order.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 from pipeline.train.hooks import LoopView, TrainHook
 
 IMAGE_TIME_SHARE = 0.01  # image grids may take ~1% of the run (the tracking budget is 2%)
+EPOCH_KEY = "epoch"  # in every epoch's metrics: its step tells an epoch already logged
 
 
 class MlflowEpochLogging(TrainHook):
@@ -43,8 +50,8 @@ class MlflowEpochLogging(TrainHook):
         if self.logger is None:
             return {"tracking_seconds": 0.0}
         start = time.perf_counter()
-        self.logger.log_metrics(dict(metrics), step=loop.epochs_done)
-        if self._images_due():
+        logged = self.logger.log_metrics_once(dict(metrics), loop.epochs_done, marker=EPOCH_KEY)
+        if logged and self._images_due():
             self._log_images(loop)
         return {"tracking_seconds": time.perf_counter() - start}
 
@@ -53,8 +60,8 @@ class MlflowEpochLogging(TrainHook):
             self._log_images(loop)  # the final model's grids, whatever the time share allowed
 
     def after_test(self, loop: LoopView, metrics: Mapping[str, float]) -> None:
-        if self.logger is not None:
-            self.logger.log_metrics(dict(metrics), step=loop.epochs_done)
+        if self.logger is not None and metrics:
+            self.logger.log_metrics_once(dict(metrics), loop.epochs_done, marker=min(metrics))
 
     def teardown(self, loop: LoopView) -> None:
         if self.logger is not None:
