@@ -162,7 +162,7 @@ class EpochLogger:
         # the first epoch's data start-up and steps; the first log call waits for them.
         self._setup = _in_thread(self._open, tracking_uri, system_metrics)
         self._monitor = None
-        self._logged: dict[str, set[int]] = {}  # key -> steps the run has (logged_steps)
+        self._earlier: dict[str, set[int]] = {}  # key -> steps logged before (earlier_steps)
 
     def _open(self, tracking_uri: str, system_metrics: bool):
         client = _client(tracking_uri)
@@ -173,41 +173,49 @@ class EpochLogger:
     def _client(self):
         return self._setup.result()
 
-    def log_metrics(self, metrics: dict[str, float], step: int, prefix: str = "") -> None:
-        """One ``log_batch`` call for all of ``metrics`` at ``step``."""
+    def log_metrics(
+        self, metrics: dict[str, float], step: int, prefix: str = "", once_by: str | None = None
+    ) -> None:
+        """One ``log_batch`` call for all of ``metrics`` at ``step``; with ``once_by`` (one of
+        the batch's keys), none if an earlier attempt logged that key at ``step``
+        (``earlier_steps``). A batch is logged whole or not at all, so one key stands for all."""
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(f"{prefix}{k}", float(v), now, step) for k, v in metrics.items()]
-        self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
-    def log_metrics_once(self, metrics: dict[str, float], step: int, marker: str) -> bool:
-        """``log_metrics`` unless this run already has ``marker`` at ``step``; whether it logged.
+        def write() -> None:  # the check is part of the write: a delayed or retried write redoes it
+            if once_by is None or step not in self.earlier_steps(once_by):
+                self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+        write()
+
+    def earlier_steps(self, key: str) -> set[int]:
+        """Steps of ``key`` the run had before this logger wrote it: an earlier attempt's.
 
         A worker group restarted from its last checkpoint redoes the epochs after it, some of
-        which the failed attempt may have logged already: MLflow keeps every value logged, so
-        a step logged twice would appear twice in the metric's history. A batch is logged whole
-        or not at all (one ``log_batch``), so one of its keys, ``marker``, stands for all.
+        which the failed attempt may have logged already; MLflow keeps every value logged, so
+        a step logged twice would appear twice in the metric's history. Read once per key.
         """
-        if step in self.logged_steps(marker):
-            return False
-        self.log_metrics(metrics, step)
-        self._logged[marker].add(step)
-        return True
-
-    def logged_steps(self, key: str) -> set[int]:
-        """Steps of ``key`` already in the run (read once per logger, then kept up to date)."""
-        if key not in self._logged:
+        if key not in self._earlier:
             history = self._client.get_metric_history(self.run_id, key)
-            self._logged[key] = {m.step for m in history}
-        return self._logged[key]
+            self._earlier[key] = {m.step for m in history}
+        return self._earlier[key]
 
-    def log_images(self, images: dict[str, np.ndarray], step: int) -> None:
-        """Images ``(H, W, C)`` uint8, one MLflow image key each, stepped by epoch."""
-        for key, image in images.items():
-            self._client.log_image(self.run_id, image, key=key, step=step)
+    def log_images(
+        self, images: dict[str, np.ndarray], step: int, once_by: str | None = None
+    ) -> None:
+        """Images ``(H, W, C)`` uint8, one MLflow image key each, stepped by epoch; with
+        ``once_by`` (a metric key), none if an earlier attempt logged that key at ``step``."""
+
+        def write() -> None:  # as in log_metrics
+            if once_by is None or step not in self.earlier_steps(once_by):
+                for key, image in images.items():
+                    self._client.log_image(self.run_id, image, key=key, step=step)
+
+        write()
 
     def close(self) -> None:
         self._setup.result()  # a monitor still starting would otherwise outlive the logger

@@ -50,9 +50,9 @@ class MlflowEpochLogging(TrainHook):
         if self.logger is None:
             return {"tracking_seconds": 0.0}
         start = time.perf_counter()
-        logged = self.logger.log_metrics_once(dict(metrics), loop.epochs_done, marker=EPOCH_KEY)
-        if logged and self._images_due():
-            self._log_images(loop)
+        self.logger.log_metrics(dict(metrics), loop.epochs_done, once_by=EPOCH_KEY)
+        if self._images_due():
+            self._log_images(loop, once_by=EPOCH_KEY)
         return {"tracking_seconds": time.perf_counter() - start}
 
     def before_test(self, loop: LoopView) -> None:
@@ -61,7 +61,7 @@ class MlflowEpochLogging(TrainHook):
 
     def after_test(self, loop: LoopView, metrics: Mapping[str, float]) -> None:
         if self.logger is not None and metrics:
-            self.logger.log_metrics_once(dict(metrics), loop.epochs_done, marker=min(metrics))
+            self.logger.log_metrics(dict(metrics), loop.epochs_done, once_by=min(metrics))
 
     def teardown(self, loop: LoopView) -> None:
         if self.logger is not None:
@@ -74,7 +74,7 @@ class MlflowEpochLogging(TrainHook):
         elapsed = time.perf_counter() - self.started
         return self.image_seconds <= IMAGE_TIME_SHARE * elapsed
 
-    def _log_images(self, loop: LoopView) -> None:
+    def _log_images(self, loop: LoopView, once_by: str | None = None) -> None:
         """Reconstructions, prior samples and traversals at this epoch (once per epoch)."""
         if not loop.job.train.log_images or loop.examples is None:
             return
@@ -84,6 +84,6 @@ class MlflowEpochLogging(TrainHook):
 
         start = time.perf_counter()
         images = epoch_images(loop.vae, loop.examples, loop.preprocessor, loop.job.train.seed)
-        self.logger.log_images(images, step=loop.epochs_done)
+        self.logger.log_images(images, step=loop.epochs_done, once_by=once_by)
         self.images_epoch = loop.epochs_done
         self.image_seconds += time.perf_counter() - start
