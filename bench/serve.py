@@ -1,7 +1,8 @@
 """Online-scoring benchmark: ``vaepipe serve`` vs ``mlflow models serve`` vs a plain ASGI app.
 
 Three servers of one registered MNIST model, each started alone on loopback:
-  (a) ``vaepipe serve`` (Ray Serve, 1 replica, ``--max-batch 64 --batch-wait-ms 5``),
+  (a) ``vaepipe serve`` (Ray Serve, 1 replica answering HTTP itself, ``--max-batch 64
+      --batch-wait-ms 5``; ``--vaepipe-args "--ingress proxy"`` measures Serve's proxy path),
   (b) ``mlflow models serve --env-manager local`` (its uvicorn app, 1 worker),
   (c) ``bench/serve_plain.py``: uvicorn + Starlette holding the torch model, with the same
       micro-batching by hand and the same parse/score/answer functions as (a).
@@ -9,7 +10,10 @@ A closed-loop load generator in its own process (aiohttp, keep-alive; each clien
 MNIST test row, waits for the answer, sends the next) runs each concurrency level for at most
 ``--seconds`` and ``--max-requests``; requests/s, p50 and p99 latency per level. Then (a) again,
 paced at half its peak throughput, for ``p99_ms_at_half_peak``. Every server gets 1 torch
-thread; the client shares the machine's cores with the server, as it would on one host.
+thread; the client shares the machine's cores with the server, as it would on one host. Per
+level also the CPU each request cost: the client's, and the server's by process (every process
+in the server's session: for (a) Ray's GCS, raylet, Serve's controller, proxy and replica), so
+where the time goes is measured, not guessed.
 
 The model: the mnist config's architecture (784-512-256-32 MLP, Bernoulli), trained for
 ``--train-steps`` Adam steps on real MNIST with plain vae_core (a quick model: throughput does
@@ -234,7 +238,7 @@ def server_command(kind: str, uri: str, port: int, args) -> tuple[list[str], str
     batching = ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
     if kind == "vaepipe":
         cmd = [py, "-m", "jobs", "serve", "--model", uri, "--port", str(port), *batching]
-        return cmd, f"{base}/readyz", f"{base}/"
+        return cmd + args.vaepipe_args.split(), f"{base}/readyz", f"{base}/"
     if kind == "plain":
         cmd = [py, str(REPO / "bench" / "serve_plain.py"), "--model", uri, "--port", str(port)]
         return cmd + batching, f"{base}/healthz", f"{base}/"
@@ -305,6 +309,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--model", default=None, help="a registered model instead of training")
     parser.add_argument("--servers", default="vaepipe,mlflow,plain")
+    parser.add_argument(
+        "--vaepipe-args", default="", help='more flags for vaepipe serve, e.g. "--ingress proxy"'
+    )
     parser.add_argument("--load", default=None, help=argparse.SUPPRESS)  # load generator mode
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
