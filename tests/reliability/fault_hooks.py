@@ -39,18 +39,41 @@ def stamped_at(path: Path) -> float:
 @dataclass(frozen=True)
 class SigkillOnce(TrainHook):
     """Rank ``rank`` SIGKILLs its own process once, at the end of epoch ``epoch`` (0-based),
-    after the hooks before this one (MLflow logging) handled that epoch and before it is
-    checkpointed: the restart redoes that epoch. ``marker`` records it, so it fires once."""
+    once that epoch's metrics are in MLflow at ``tracking_uri`` (rank 0 logs them through a
+    background sender: the hook waits for the observed state) and before the epoch is
+    checkpointed: the restart redoes an epoch the run already has. ``marker`` records it, so it
+    fires once."""
 
     marker: str
     rank: int
     epoch: int
+    tracking_uri: str
 
     def on_epoch_end(self, loop: LoopView, epoch: int, metrics) -> None:
         marker = Path(self.marker)
         if loop.rank == self.rank and epoch == self.epoch and not marker.exists():
+            _wait_epoch_logged(self.tracking_uri, loop.job.tracking, epoch + 1)
             _stamp(marker, f"SIGKILL rank {loop.rank} at the end of epoch {epoch + 1}")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wait_epoch_logged(uri: str, tracking, step: int, timeout_s: float = 120.0) -> None:
+    """Until the run named ``tracking.run_name`` has its ``epoch`` metric at ``step``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        exp = client.get_experiment_by_name(tracking.experiment)
+        found = client.search_runs(
+            [exp.experiment_id], f"attributes.run_name = '{tracking.run_name}'"
+        )
+        if found and step in {
+            m.step for m in client.get_metric_history(found[0].info.run_id, "epoch")
+        }:
+            return
+        time.sleep(0.1)  # polling observed state, not timing the fault
+    raise RuntimeError(f"epoch {step} of {tracking.run_name} not in MLflow after {timeout_s} s")
 
 
 @dataclass(frozen=True)

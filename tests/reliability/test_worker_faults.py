@@ -81,9 +81,10 @@ def test_sigkilled_worker_resumes_into_one_run_with_each_epoch_once(
     marker = tmp_path / "sigkill-fired"
     cfg = load_job_config("digits", _options(tmp_path, "sigkill", "train.epochs=3"))
     fault_hooks.by_value()
-    # Rank 0 dies right after it logged epoch 2 to MLflow, before epoch 2 is checkpointed:
-    # the restart redoes epoch 2, which must not reach MLflow twice.
-    result = run_training(cfg, hooks=[fault_hooks.SigkillOnce(str(marker), rank=0, epoch=1)])
+    # Rank 0 dies once epoch 2 is in MLflow, before epoch 2 is checkpointed: the restart redoes
+    # epoch 2, which must not reach MLflow twice.
+    hook = fault_hooks.SigkillOnce(str(marker), rank=0, epoch=1, tracking_uri=tracking_server.uri)
+    result = run_training(cfg, hooks=[hook])
 
     assert marker.exists()  # the fault fired
     client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
