@@ -137,6 +137,7 @@ def child(out: str, train_args: list[str]) -> None:
 
     mlflow_store.configure_in_background = background
     events.timed(trainer, "ensure_ray", "ray_start")
+    events.timed(train_order, "plan_source", "data_plan")
     events.timed(train_order, "open_source", "data_plan")
     events.timed(hot_split.HotSplit, "materialize", "hot_materialize")
     events.timed(trainer, "build_preprocessor", "preprocessor_pass")
