@@ -12,15 +12,41 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 BAD_ARGUMENTS_EXIT = 2  # as argparse
 FAILED_EXIT = 1
+# Real MNIST (IDX files): the shared data folder beside the checkout, unless told otherwise.
+MNIST = Path(
+    os.environ.get("VAEPIPE_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist")
+)
+
+
+def private_mlflow_store(prefix: str) -> str:
+    """A fresh folder for the run's MLflow store and artifacts (unless the environment names
+    a store already); its path."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
+    os.environ.setdefault("VAEPIPE_ARTIFACT_ROOT", f"{tmp}/mlartifacts")
+    return tmp
+
+
+def train_registered(config: str, overrides: Sequence[str]) -> str:
+    """Train a shipped config with ``overrides`` through the real pipeline (Ray Train, MLflow,
+    registry); the registered version's ``models:/`` URI."""
+    from pipeline.config.job import load_job_config
+    from pipeline.train.trainer import run_training
+
+    result = run_training(load_job_config(config, list(overrides)))
+    return f"models:/{result.model_name}/{result.version}"
 
 
 class BadArguments(Exception):

@@ -19,15 +19,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
-from common import parser, run
+from common import MNIST, parser, private_mlflow_store, run
 
-MNIST = Path(
-    os.environ.get("VAEPIPE_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist")
-)
 ANCHOR_NATS = 86.76
 
 
@@ -52,9 +47,7 @@ def main() -> dict:
     from pipeline.config.job import load_job_config
     from pipeline.train.trainer import run_training
 
-    tmp = tempfile.mkdtemp(prefix="vp_bench_quality_")
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
-    os.environ.setdefault("VAEPIPE_ARTIFACT_ROOT", f"{tmp}/mlartifacts")
+    tmp = private_mlflow_store("vp_bench_quality_")
     nll_examples = "null" if args.nll_examples is None else str(args.nll_examples)
     cfg = load_job_config(
         "mnist",

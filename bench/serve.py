@@ -1,7 +1,8 @@
 """Online-scoring benchmark: ``vaepipe serve`` vs ``mlflow models serve`` vs a plain ASGI app.
 
 Three servers of one registered MNIST model, each started alone on loopback:
-  (a) ``vaepipe serve`` (Ray Serve, 1 replica, ``--max-batch 64 --batch-wait-ms 5``),
+  (a) ``vaepipe serve`` (Ray Serve, 1 replica answering HTTP itself, ``--max-batch 64
+      --batch-wait-ms 5``; ``--vaepipe-args "--ingress proxy"`` measures Serve's proxy path),
   (b) ``mlflow models serve --env-manager local`` (its uvicorn app, 1 worker),
   (c) ``bench/serve_plain.py``: uvicorn + Starlette holding the torch model, with the same
       micro-batching by hand and the same parse/score/answer functions as (a).
@@ -9,7 +10,10 @@ A closed-loop load generator in its own process (aiohttp, keep-alive; each clien
 MNIST test row, waits for the answer, sends the next) runs each concurrency level for at most
 ``--seconds`` and ``--max-requests``; requests/s, p50 and p99 latency per level. Then (a) again,
 paced at half its peak throughput, for ``p99_ms_at_half_peak``. Every server gets 1 torch
-thread; the client shares the machine's cores with the server, as it would on one host.
+thread; the client shares the machine's cores with the server, as it would on one host. Per
+level also the CPU each request cost: the client's, and the server's by process (every process
+in the server's session: for (a) Ray's GCS, raylet, Serve's controller, proxy and replica), so
+where the time goes is measured, not guessed.
 
 The model: the mnist config's architecture (784-512-256-32 MLP, Bernoulli), trained for
 ``--train-steps`` Adam steps on real MNIST with plain vae_core (a quick model: throughput does
@@ -79,7 +83,7 @@ async def _load(url: str, concurrency: int, seconds: float, max_requests: int, r
         for body in bodies[:20]:  # warm-up: connections, the server's first batches
             async with session.post(url, data=body) as resp:
                 await resp.read()
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         stop_at = start + seconds
         await asyncio.gather(
             *[
@@ -88,6 +92,7 @@ async def _load(url: str, concurrency: int, seconds: float, max_requests: int, r
             ]
         )
         elapsed = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu0
     ms = np.array(lat) * 1000.0
     return {
         "concurrency": concurrency,
@@ -95,6 +100,7 @@ async def _load(url: str, concurrency: int, seconds: float, max_requests: int, r
         "rps": round(len(lat) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "client_cpu_ms_per_req": round(1000.0 * cpu_s / max(len(lat), 1), 3),
     }
 
 
@@ -104,6 +110,57 @@ def run_load(url: str, concurrency: int, seconds: float, max_requests: int, rate
     cmd += ["--seconds", str(seconds), "--max-requests", str(max_requests), "--rate", str(rate)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- server CPU
+
+
+def _component(pid: str) -> str:
+    """A process's part in a server: Ray's worker title (``ray::ProxyActor``), the script or
+    module a Python process runs, or the program's name (``raylet``, ``gcs_server``)."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    args = [a.decode(errors="replace") for a in argv if a]
+    if not args:
+        return "?"
+    if args[0].startswith("ray::"):
+        return (
+            args[0].split()[0].split(":")[2]
+            if args[0].startswith("ray::ServeReplica")
+            else args[0].split()[0]
+        )
+    if "python" in Path(args[0]).name:
+        for i, a in enumerate(args[1:], 1):
+            if a == "-m" and i + 1 < len(args):
+                return args[i + 1]
+            if a.endswith(".py"):
+                return Path(a).name
+    return Path(args[0]).name
+
+
+def session_cpu(sid: int) -> dict[int, tuple[str, float]]:
+    """pid → (component, CPU seconds so far, user + system) of every live process in session
+    ``sid``: the server and everything it started (Ray's GCS, raylet, proxy, replicas)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+            if int(fields[3]) == sid:  # stat's 6th field: the session id
+                out[int(pid)] = (_component(pid), (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return out
+
+
+def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
+    """Server CPU ms per answered request, by component (those over 0.01 ms) and in all."""
+    per: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        spent = cpu - before.get(pid, (name, 0.0))[1]
+        per[name] = per.get(name, 0.0) + 1000.0 * spent / max(requests, 1)
+    parts = {k: round(v, 3) for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+    return {"total": round(sum(per.values()), 3), **parts}
 
 
 # ----------------------------------------------------------------------------- data and model
@@ -181,7 +238,7 @@ def server_command(kind: str, uri: str, port: int, args) -> tuple[list[str], str
     batching = ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
     if kind == "vaepipe":
         cmd = [py, "-m", "jobs", "serve", "--model", uri, "--port", str(port), *batching]
-        return cmd, f"{base}/readyz", f"{base}/"
+        return cmd + args.vaepipe_args.split(), f"{base}/readyz", f"{base}/"
     if kind == "plain":
         cmd = [py, str(REPO / "bench" / "serve_plain.py"), "--model", uri, "--port", str(port)]
         return cmd + batching, f"{base}/healthz", f"{base}/"
@@ -200,10 +257,17 @@ def measure(kind: str, uri: str, args, env: dict, half_peak: bool) -> dict:
                             start_new_session=True)  # fmt: skip
     try:
         wait_ready(proc, ready)
-        levels = [run_load(url, c, args.seconds, args.max_requests) for c in args.levels]
-        for row in levels:
-            c, rps, p50, p99 = (row[k] for k in ("concurrency", "rps", "p50_ms", "p99_ms"))
-            print(f"{kind:8s} c={c:3d} {rps:8.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+        levels = []
+        for c in args.levels:
+            before = session_cpu(proc.pid)
+            row = run_load(url, c, args.seconds, args.max_requests)
+            row["server_cpu_ms_per_req"] = cpu_per_request(before, session_cpu(proc.pid),
+                                                           row["requests"])  # fmt: skip
+            levels.append(row)
+            rps, p50, p99 = (row[k] for k in ("rps", "p50_ms", "p99_ms"))
+            print(f"{kind:8s} c={c:3d} {rps:8.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+                  f"CPU ms/req: client {row['client_cpu_ms_per_req']}, "
+                  f"server {row['server_cpu_ms_per_req']}", flush=True)  # fmt: skip
         out = {"levels": levels}
         if half_peak:
             peak = max(row["rps"] for row in levels)
@@ -245,6 +309,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--model", default=None, help="a registered model instead of training")
     parser.add_argument("--servers", default="vaepipe,mlflow,plain")
+    parser.add_argument(
+        "--vaepipe-args", default="", help='more flags for vaepipe serve, e.g. "--ingress proxy"'
+    )
     parser.add_argument("--load", default=None, help=argparse.SUPPRESS)  # load generator mode
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)

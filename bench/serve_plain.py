@@ -59,11 +59,16 @@ class MicroBatcher:
             deadline = asyncio.get_running_loop().time() + self.wait_s
             while size < self.max_batch:
                 left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
+                try:  # as ``serve.batch``: past the deadline, still take what is queued
+                    item = (
+                        self.queue.get_nowait()
+                        if left <= 0
+                        else await asyncio.wait_for(self.queue.get(), left)
+                    )
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), left)
-                except TimeoutError:
+                if size + len(item[0]) > self.max_batch:
+                    self.queue.put_nowait(item)  # next batch's (serve.batch defers it too)
                     break
                 batch.append(item)
                 size += len(item[0])

@@ -7,6 +7,7 @@ import signal
 import threading
 
 from pipeline.errors import UserError
+from pipeline.serving import ingress
 from pipeline.serving.app import ServeOptions, start, stop
 
 
@@ -26,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     parser.add_argument(
         "--poll-s", type=float, default=5.0, help="how often replicas check the alias"
+    )
+    parser.add_argument(
+        "--ingress",
+        choices=ingress.CHOICES,
+        default=ingress.AUTO,
+        help="auto: one replica on a local Ray answers HTTP itself (fastest); "
+        "proxy: always through Ray Serve's proxy",
     )
 
 
@@ -49,6 +57,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         gpus=args.gpus_per_replica,
         threads=args.threads,
         poll_s=args.poll_s,
+        ingress=args.ingress,
     )
 
 

@@ -28,6 +28,7 @@ Encoder = Literal["mlp", "conv"]
 Activation = Literal["relu", "gelu", "silu", "tanh", "elu", "leaky_relu"]
 Likelihood = Literal["bernoulli", "gaussian"]
 Scheduler = Literal["none", "cosine"]
+IwGradient = Literal["iwae", "dreg"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class ObjectiveConfig(TypedConfig):
     """Nats per latent dim below which the batch-mean KL of that dim is not penalized (0: off)."""
     iw_samples: int = setting(1, ge=1)
     """Importance samples per example: 1 trains on the ELBO, k > 1 on the IWAE bound."""
+    iw_gradient: IwGradient = "iwae"
+    """The IWAE bound's gradient estimator (k > 1): "iwae" (plain reparameterization) or
+    "dreg" (doubly reparameterized, Tucker et al. 2019: lower-variance encoder gradients,
+    whose signal-to-noise ratio does not fall as k grows)."""
 
 
 @dataclass(frozen=True)

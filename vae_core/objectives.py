@@ -108,15 +108,45 @@ def _iwae_terms(model: nn.Module, x: Tensor, k: int) -> ElboTerms:
     return ElboTerms(-bound.mean(), rec_mean, kl_mean, rec_mean + kl_mean)
 
 
+def _dreg_terms(model: nn.Module, x: Tensor, k: int) -> ElboTerms:
+    """The IWAE bound with doubly reparameterized gradients (Tucker et al. 2019).
+
+    Encoder gradient: sum_i w_i^2 d/dz_i log w_i dz_i/dphi, with q's own parameters held fixed
+    inside log q(z_i|x) (their score-function term has zero mean and is the noise DReG
+    removes); decoder gradient: the IWAE one, sum_i w_i d/dtheta log w_i. Both come from one
+    backward pass: the surrogate sum_i w_i log w_i gives the decoder's, and a hook scales the
+    gradient reaching z_i by w_i once more for the encoder's (z is its only path to the
+    encoder). The loss *value* is the IWAE bound.
+    """
+    out = model(x, n_samples=k)  # z (k, B, L)
+    q, z = _posterior(out), _f32(out.z)
+    q_fixed = DiagonalGaussian(q.mu.detach(), q.logvar.detach())
+    log_px = _core(model).log_px_given_z(x, out.x_params)  # (k, B)
+    log_w = log_px + standard_normal_log_prob(z) - q_fixed.log_prob(z)  # (k, B)
+    weights = torch.softmax(log_w.detach(), dim=0)  # (k, B): normalized importance weights
+    if z.requires_grad:
+        z.register_hook(lambda grad: grad * weights.unsqueeze(-1).to(grad.dtype))
+    surrogate = (weights * log_w).sum(0)  # (B,)
+    bound = torch.logsumexp(log_w.detach(), dim=0) - math.log(k)  # (B,)
+    # Value of -bound, gradient of -surrogate.
+    loss = -(bound + surrogate - surrogate.detach()).mean()
+    rec_mean = -log_px.detach().mean()
+    kl_mean = q.kl_to_standard_normal().detach().mean()
+    return ElboTerms(loss, rec_mean, kl_mean, rec_mean + kl_mean)
+
+
 def training_loss(
     model: nn.Module, x: Tensor, cfg: ObjectiveConfig, step: int | None = None
 ) -> ElboTerms:
     """The objective ``cfg`` names: the ELBO (iw_samples=1) or the IWAE bound (iw_samples>1).
 
-    β, warm-up and free bits shape the ELBO only; the IWAE loss is the plain bound.
+    β, warm-up and free bits shape the ELBO only; the IWAE loss is the plain bound, its
+    gradient estimated as ``cfg.iw_gradient`` says.
     """
     if cfg.iw_samples == 1:
         return elbo(model, x, cfg, step)
+    if cfg.iw_gradient == "dreg":
+        return _dreg_terms(model, x, cfg.iw_samples)
     return _iwae_terms(model, x, cfg.iw_samples)
 
 

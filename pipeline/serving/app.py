@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.cluster.ray_session import ensure_ray
+from pipeline.cluster.stack_processes import free_port
 from pipeline.errors import UserError
+from pipeline.serving import ingress
 from pipeline.tracking import mlflow_store
 from pipeline.tracking.registry import resolve
 
@@ -36,6 +38,7 @@ class ServeOptions:
     gpus: float | None = None  # per replica; None: 1 when the cluster has GPUs, else 0
     threads: int = 1  # torch threads per replica
     poll_s: float = 5.0  # how often replicas check whether the alias moved
+    ingress: str = ingress.AUTO  # "proxy": always through Serve's proxy (see serving/ingress.py)
 
     def __post_init__(self) -> None:
         checks = {
@@ -46,6 +49,7 @@ class ServeOptions:
             "--batch-wait-ms": self.batch_wait_ms >= 0,
             "--port": 0 < self.port < 65536,
             "--threads": self.threads >= 1,
+            "--ingress": self.ingress in ingress.CHOICES,
         }
         bad = [flag for flag, ok in checks.items() if not ok]
         if bad:
@@ -124,9 +128,14 @@ def start(opts: ServeOptions) -> str:
 
     mlflow_store.configure()
     resolve(opts.model)  # an unknown model or alias: one line now, not replica retries later
+    proxy_port = opts.port
+    if ingress.direct(opts.ingress, opts.replicas) and not ray.is_initialized():
+        # Read by the Ray this process is about to start, and so by Serve's actors.
+        os.environ.update(ingress.direct_env(opts.port))
+        proxy_port = free_port()  # the replica answers on opts.port; the proxy stays idle
     ensure_ray()
     app = build_app(opts, ray.cluster_resources())
-    serve.start(http_options={"host": opts.host, "port": opts.port})
+    serve.start(http_options={"host": opts.host, "port": proxy_port})
     # No per-request access log: on a small machine writing it costs a visible share of a core.
     logging = {"enable_access_log": False, "log_level": "WARNING"}
     serve.run(app, name=APP_NAME, route_prefix="/", logging_config=logging)

@@ -10,6 +10,7 @@ import pytest
 from pipeline.data.batches import Preprocessor
 from pipeline.data.schema import XLayout
 from pipeline.errors import UserError
+from pipeline.serving import ingress
 from pipeline.serving.app import ServeOptions, deployment_options, options_from_args
 from pipeline.serving.http_io import BadRequest, parse_request, predictions
 from pipeline.tracking.scorer import RowScorer, Scores, check_rows, threshold_from
@@ -110,3 +111,17 @@ def test_serve_options_map_to_deployment_options():
         options_from_args({"model": "models:/m@c", "replica": 2})
     with pytest.raises(UserError, match="--max-batch"):
         ServeOptions("models:/m@c", max_batch=0)
+
+
+def test_one_replica_on_a_local_ray_answers_http_itself(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ingress.direct("auto", 1)
+    assert not ingress.direct("auto", 2) and not ingress.direct("auto", None)  # need a balancer
+    assert not ingress.direct("proxy", 1)
+    env = ingress.direct_env(8123)  # the replica's port range is exactly --port
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == "8123"
+    assert env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] == "8124"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster's settings are its own
+    assert not ingress.direct("auto", 1)
+    with pytest.raises(UserError, match="--ingress"):
+        ServeOptions("models:/m@c", ingress="fast")

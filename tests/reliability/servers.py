@@ -52,11 +52,16 @@ def isolated_env(tmp: Path, marker: str, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def mlflow_server(
-    backend_uri: str, root: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    backend_uri: str,
+    root: Path,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """``mlflow server`` on 127.0.0.1:<free port> over ``backend_uri``; stopped by pid."""
+    """``mlflow server`` on 127.0.0.1:``port`` (default: a free one) over ``backend_uri``;
+    stopped by pid."""
     marker = secrets.token_hex(8)
-    port = procs.free_port()
+    port = port or procs.free_port()
     cmd = [
         str(Path(sys.executable).parent / "mlflow"), "server",
         "--backend-store-uri", backend_uri,

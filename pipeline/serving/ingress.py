@@ -1,0 +1,40 @@
+"""How HTTP reaches the replicas of ``vaepipe serve``: through Serve's proxy, or straight in.
+
+Serve's default path is client → proxy actor → (Ray actor call) → replica: two Python
+processes handle every request. ``bench/serve.py`` on a 2-core host with the MNIST model
+measured 2.6 ms of proxy CPU plus 2.7 ms of replica CPU per request, where a plain ASGI app
+with the same model and micro-batching spends 0.4 ms: the proxy path tops out near 0.2× the
+plain app's throughput, whatever the batching.
+
+Serve's direct ingress (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, Ray ≥ 2.55) lets the replica
+serve HTTP itself: 0.55 ms per request, above 0.8× the plain app. Its settings are read by
+Serve's controller and replicas when they start, so ``vaepipe serve`` can only use it on a Ray
+it starts itself (no ``RAY_ADDRESS``). There, with one replica, the replica listens on
+``--port`` and Serve's (then idle) proxy on a spare loopback port. Several replicas would each
+need a port of their own and a balancer in front (Serve's HAProxy mode), so with several, with
+autoscaling, or on a cluster, the proxy answers on ``--port``.
+"""
+
+from __future__ import annotations
+
+import os
+
+AUTO, PROXY = "auto", "proxy"
+CHOICES = (AUTO, PROXY)
+
+
+def direct(ingress: str, replicas: int | None) -> bool:
+    """Whether the replica itself answers on ``--port`` (see the module docstring)."""
+    return ingress == AUTO and replicas == 1 and not os.environ.get("RAY_ADDRESS")
+
+
+def direct_env(port: int) -> dict[str, str]:
+    """Ray Serve settings for direct ingress with the one replica's HTTP port ``port``."""
+    return {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        # Serve picks a replica's port from [MIN, MAX): exactly ``port``.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),
+        # Serve holds a stopping replica open 30 s so a balancer can drop it; there is none.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+    }
