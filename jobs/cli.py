@@ -4,9 +4,11 @@ Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int`
 imported lazily so ``vaepipe --help`` does not pay for importing Ray, MLflow or torch.
 
 Exit codes: 0 done; 2 bad input (a ``UserError`` or a ``ConfigError``: one line
-``vaepipe: error: ...``, the whole of stderr); 1 anything else (a bug or a library failure: the
-full traceback, then a one-line summary, on stderr — not a file, so that ``vaepipe submit`` jobs
-and CI logs carry it too); 130 Ctrl-C. Library logs (Ray, MLflow) stay quiet unless ``-v``.
+``vaepipe: error: ...``, the whole of stderr); 1 a job that failed for a reason outside its input
+(``JobFailed``: workers that kept dying or hanging past ``train.max_failures``; one line naming
+the ranks and causes) or anything else (a bug or a library failure: the full traceback, then a
+one-line summary, on stderr — not a file, so that ``vaepipe submit`` jobs and CI logs carry it
+too); 130 Ctrl-C. Library logs (Ray, MLflow) stay quiet unless ``-v``.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _raise_terminated(signum, frame) -> None:
 
 def run_command(module, args: argparse.Namespace) -> int:
     """Run one subcommand and map how it ends to an exit code (see the module docstring)."""
-    from pipeline.errors import UserError
+    from pipeline.errors import JobFailed, UserError
     from vae_core.typed_config import ConfigError
 
     try:
@@ -107,6 +109,9 @@ def run_command(module, args: argparse.Namespace) -> int:
     except (UserError, ConfigError) as exc:
         print(f"vaepipe: error: {exc}", file=sys.stderr)
         return 2
+    except JobFailed as exc:
+        print(f"vaepipe: error: {exc}", file=sys.stderr)
+        return 1
     except Terminated:
         print("vaepipe: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -7,3 +7,12 @@ class UserError(Exception):
     The CLI prints ``vaepipe: error: <message>`` and exits non-zero; the message must name the
     offending file, field or value so the user can fix it without a traceback.
     """
+
+
+class JobFailed(Exception):
+    """A job that could not finish although its input was fine: its workers kept dying or
+    hanging until the restart budget (``train.max_failures``) was spent.
+
+    Not a bug either: the CLI prints ``vaepipe: error: <message>`` (one line naming the failed
+    rank and the cause, no traceback) and exits 1.
+    """

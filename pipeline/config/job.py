@@ -59,6 +59,10 @@ class TrainSettings(TypedConfig):
     """Rows shuffled together in the training stream (at least one ~8 MiB fetch); 0: no shuffle."""
     max_failures: int = setting(2, ge=-1)
     """Worker-group restarts (from the last checkpoint) before the run fails; -1: no limit."""
+    hang_timeout_s: float = setting(600.0, ge=1)
+    """A rank waiting this long for the others (gradient all-reduce, metric reduction, the
+    per-epoch report) fails the worker group, which restarts from the last checkpoint like a
+    dead worker: a hung rank is found in minutes, not torch's 30. Needs 2+ workers."""
 
 
 @dataclass(frozen=True)

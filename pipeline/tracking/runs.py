@@ -171,6 +171,7 @@ class EpochLogger:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         self._outbox = Outbox(tracking_uri or "the default store")
+        self._earlier: dict[str, set[int]] = {}  # key -> steps logged before (earlier_steps)
 
     def _open(self, tracking_uri: str, system_metrics: bool):
         client = _client(tracking_uri)
@@ -181,26 +182,50 @@ class EpochLogger:
     def _client(self):
         return self._setup.result()
 
-    def log_metrics(self, metrics: dict[str, float], step: int, prefix: str = "") -> None:
-        """One ``log_batch`` call for all of ``metrics`` at ``step``."""
+    def log_metrics(
+        self, metrics: dict[str, float], step: int, prefix: str = "", once_by: str | None = None
+    ) -> None:
+        """One ``log_batch`` call for all of ``metrics`` at ``step``; with ``once_by`` (one of
+        the batch's keys), none if an earlier attempt logged that key at ``step``
+        (``earlier_steps``). A batch is logged whole or not at all, so one key stands for all."""
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)  # when measured, not when the outbox gets it through
         batch = [Metric(f"{prefix}{k}", float(v), now, step) for k, v in metrics.items()]
-        self._outbox.put(
-            lambda: self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
-        )
 
-    def log_images(self, images: dict[str, np.ndarray], step: int) -> None:
-        """Images ``(H, W, C)`` uint8, one MLflow image key each, stepped by epoch."""
+        def write() -> None:  # the check is part of the write: a delayed or retried write redoes it
+            if once_by is None or step not in self.earlier_steps(once_by):
+                self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+        self._outbox.put(write)
+
+    def earlier_steps(self, key: str) -> set[int]:
+        """Steps of ``key`` the run had before this logger wrote it: an earlier attempt's.
+
+        A worker group restarted from its last checkpoint redoes the epochs after it, some of
+        which the failed attempt may have logged already; MLflow keeps every value logged, so
+        a step logged twice would appear twice in the metric's history. Read once per key (by
+        the outbox's sender, before that key's first write).
+        """
+        if key not in self._earlier:
+            history = self._client.get_metric_history(self.run_id, key)
+            self._earlier[key] = {m.step for m in history}
+        return self._earlier[key]
+
+    def log_images(
+        self, images: dict[str, np.ndarray], step: int, once_by: str | None = None
+    ) -> None:
+        """Images ``(H, W, C)`` uint8, one MLflow image key each, stepped by epoch; with
+        ``once_by`` (a metric key), none if an earlier attempt logged that key at ``step``."""
         for key, image in images.items():
-            self._outbox.put(
-                lambda key=key, image=image: self._client.log_image(
-                    self.run_id, image, key=key, step=step
-                )
-            )
+
+            def write(key: str = key, image: np.ndarray = image) -> None:  # as in log_metrics
+                if once_by is None or step not in self.earlier_steps(once_by):
+                    self._client.log_image(self.run_id, image, key=key, step=step)
+
+            self._outbox.put(write)
 
     def close(self) -> None:
         """Send every queued write (waiting out an outage, within the outbox's bound)."""

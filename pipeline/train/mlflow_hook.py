@@ -4,6 +4,12 @@ Per epoch one metric batch, and image grids (reconstructions, prior samples, tra
 their share of the run's time allows; the final model's grids and the test metrics at the end.
 Each epoch's MLflow seconds join its report as ``tracking_seconds`` (bench/train.py accounts
 tracking's cost with them).
+
+Exactly once per step: a worker group restarted from its last checkpoint redoes the epochs the
+failed attempt ran after that checkpoint, and rank 0 may have logged some of them already. An
+epoch (or the test metrics) already in the run is not logged again: its first values stay. The
+redo starts from the same checkpoint with the same per-epoch seeds, so it computes the same
+figures up to floating-point reduction order.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 from pipeline.train.hooks import LoopView, TrainHook
 
 IMAGE_TIME_SHARE = 0.01  # image grids may take ~1% of the run (the tracking budget is 2%)
+EPOCH_KEY = "epoch"  # in every epoch's metrics: its step tells an epoch already logged
 
 
 class MlflowEpochLogging(TrainHook):
@@ -43,9 +50,9 @@ class MlflowEpochLogging(TrainHook):
         if self.logger is None:
             return {"tracking_seconds": 0.0}
         start = time.perf_counter()
-        self.logger.log_metrics(dict(metrics), step=loop.epochs_done)
+        self.logger.log_metrics(dict(metrics), loop.epochs_done, once_by=EPOCH_KEY)
         if self._images_due():
-            self._log_images(loop)
+            self._log_images(loop, once_by=EPOCH_KEY)
         return {"tracking_seconds": time.perf_counter() - start}
 
     def before_test(self, loop: LoopView) -> None:
@@ -53,8 +60,8 @@ class MlflowEpochLogging(TrainHook):
             self._log_images(loop)  # the final model's grids, whatever the time share allowed
 
     def after_test(self, loop: LoopView, metrics: Mapping[str, float]) -> None:
-        if self.logger is not None:
-            self.logger.log_metrics(dict(metrics), step=loop.epochs_done)
+        if self.logger is not None and metrics:
+            self.logger.log_metrics(dict(metrics), loop.epochs_done, once_by=min(metrics))
 
     def teardown(self, loop: LoopView) -> None:
         if self.logger is not None:
@@ -67,7 +74,7 @@ class MlflowEpochLogging(TrainHook):
         elapsed = time.perf_counter() - self.started
         return self.image_seconds <= IMAGE_TIME_SHARE * elapsed
 
-    def _log_images(self, loop: LoopView) -> None:
+    def _log_images(self, loop: LoopView, once_by: str | None = None) -> None:
         """Reconstructions, prior samples and traversals at this epoch (once per epoch)."""
         if not loop.job.train.log_images or loop.examples is None:
             return
@@ -77,6 +84,6 @@ class MlflowEpochLogging(TrainHook):
 
         start = time.perf_counter()
         images = epoch_images(loop.vae, loop.examples, loop.preprocessor, loop.job.train.seed)
-        self.logger.log_images(images, step=loop.epochs_done)
+        self.logger.log_images(images, step=loop.epochs_done, once_by=once_by)
         self.images_epoch = loop.epochs_done
         self.image_seconds += time.perf_counter() - start

@@ -44,6 +44,11 @@ CONTROLLER_FAILURE_LIMIT = 2
 # that waits for the poll: digits epochs took 1.8 s wall for 0.4 s of work (bench/startup.py).
 # Ray Train passes the variable from the driver to its controller; a user's own value wins.
 REPORT_POLL_ENV, REPORT_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
+# Ray Train's own barrier in every ``ray.train.report`` waits forever by default: a rank hung
+# between the metric all-reduce and its report would hold the others there, out of reach of
+# torch's process-group timeout. Both get ``train.hang_timeout_s`` unless the user set this.
+COLLECTIVE_TIMEOUT_ENV = "RAY_TRAIN_COLLECTIVE_TIMEOUT_S"
+_USER_SET_COLLECTIVE_TIMEOUT = COLLECTIVE_TIMEOUT_ENV in os.environ
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,20 @@ def build_trainer(
     """The job's ``TorchTrainer``; ``callbacks`` are Ray Train ``UserCallback``s (a sweep's
     trial passes Tune's report callback)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from pipeline.train.loop import train_func
 
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
+    hang_timeout_s = math.ceil(cfg.train.hang_timeout_s)
+    if not _USER_SET_COLLECTIVE_TIMEOUT:
+        os.environ[COLLECTIVE_TIMEOUT_ENV] = str(hang_timeout_s)
     return TorchTrainer(
         train_func,
         train_loop_config=worker,  # typed, not the dict Ray's hint names: passed through as is
+        # The process group's timeout bounds every collective: a rank that stops (hung, or its
+        # peer lost) raises after it, and the group restarts from the last checkpoint.
+        torch_config=TorchConfig(timeout_s=hang_timeout_s),
         scaling_config=ScalingConfig(
             num_workers=plan.num_workers,
             use_gpu=plan.use_gpu,
@@ -167,7 +178,9 @@ def worker_config(
     )
 
 
-def _fit_with_progress(trainer, channel: ProgressChannel | None, progress: Progress | None):
+def _fit_with_progress(
+    trainer, channel: ProgressChannel | None, progress: Progress | None, max_failures: int
+):
     """``trainer.fit()`` in a thread; meanwhile relay the workers' progress events.
 
     In the main thread Ray Train would install its own SIGINT handler that aborts the run
@@ -188,20 +201,22 @@ def _fit_with_progress(trainer, channel: ProgressChannel | None, progress: Progr
         if channel is not None and progress is not None:
             channel.relay(progress)
     if "error" in box:
-        raise user_facing(box["error"])
+        raise user_facing(box["error"], max_failures)
     return box["result"]
 
 
-def user_facing(exc: BaseException) -> BaseException:
+def user_facing(exc: BaseException, max_failures: int) -> BaseException:
     """A worker's one-line ``UserError`` (bad data, unusable checkpoints) instead of Ray's
-    multi-line wrapper; anything else unchanged."""
+    multi-line wrapper; a worker group that failed past ``max_failures`` restarts as a one-line
+    ``JobFailed`` naming the ranks and causes; anything else unchanged."""
     from pipeline.data.ray_errors import find_user_error
+    from pipeline.train.failures import job_failure
 
     for failure in [exc, *getattr(exc, "worker_failures", {}).values()]:
         inner = find_user_error(failure)
         if inner is not None:
             return UserError(str(inner))
-    return exc
+    return job_failure(exc, max_failures) or exc
 
 
 def _final_vae(cfg: TrainJobConfig, result, storage: str, run_name: str):
@@ -261,7 +276,8 @@ def run_training(
         if not cfg.tracking.enabled:
             worker = dataclasses.replace(worker, hooks=hooks)
             trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
-            out = _fit_with_progress(trainer, channel, progress).return_value or {}
+            fitted = _fit_with_progress(trainer, channel, progress, cfg.train.max_failures)
+            out = fitted.return_value or {}
             return _result(out, "", cfg.tracking.model_name, "", (), run_name)
         job_key = f"{storage}/{run_name}"
         run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
@@ -272,7 +288,7 @@ def run_training(
             hooks = (MlflowEpochLogging(run_id, tracking_uri), *hooks)
             worker = dataclasses.replace(worker, hooks=hooks)
             trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
-            result = _fit_with_progress(trainer, channel, progress)
+            result = _fit_with_progress(trainer, channel, progress, cfg.train.max_failures)
             out = result.return_value or {}
             vae = _final_vae(cfg, result, storage, run_name)
             with mlflow.start_run(run_id=run_id):

@@ -91,7 +91,7 @@ def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
         try:
             job.fit()
         except Exception as exc:
-            raise trainer.user_facing(exc) from None
+            raise trainer.user_facing(exc, cfg.train.max_failures) from None
 
     if sweep.parent_run_id is None:
         fit(worker)

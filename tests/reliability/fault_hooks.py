@@ -1,0 +1,123 @@
+"""Worker faults for the reliability tier, injected through training hooks and marker files.
+
+Each hook acts at a fixed point of the loop (``pipeline.train.hooks``), never after a delay,
+and leaves a file behind saying when it fired (``time.time()``, comparable across processes on
+one host), so a test can tell that the fault happened and measure what followed it.
+
+Tests import this file by its bare name, which Ray workers cannot import: ``by_value()`` has Ray
+pickle it by value instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.train.hooks import LoopView, TrainHook
+
+
+def by_value() -> None:
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _stamp(path: Path, what: str) -> None:
+    path.write_text(f"{time.time()!r} {what}\n")
+
+
+def stamped_at(path: Path) -> float:
+    """When the fault recorded in ``path`` fired (``time.time()``)."""
+    return float(path.read_text().split()[0])
+
+
+@dataclass(frozen=True)
+class SigkillOnce(TrainHook):
+    """Rank ``rank`` SIGKILLs its own process once, at the end of epoch ``epoch`` (0-based),
+    once that epoch's metrics are in MLflow at ``tracking_uri`` (rank 0 logs them through a
+    background sender: the hook waits for the observed state) and before the epoch is
+    checkpointed: the restart redoes an epoch the run already has. ``marker`` records it, so it
+    fires once."""
+
+    marker: str
+    rank: int
+    epoch: int
+    tracking_uri: str
+
+    def on_epoch_end(self, loop: LoopView, epoch: int, metrics) -> None:
+        marker = Path(self.marker)
+        if loop.rank == self.rank and epoch == self.epoch and not marker.exists():
+            _wait_epoch_logged(self.tracking_uri, loop.job.tracking, epoch + 1)
+            _stamp(marker, f"SIGKILL rank {loop.rank} at the end of epoch {epoch + 1}")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wait_epoch_logged(uri: str, tracking, step: int, timeout_s: float = 120.0) -> None:
+    """Until the run named ``tracking.run_name`` has its ``epoch`` metric at ``step``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        exp = client.get_experiment_by_name(tracking.experiment)
+        found = client.search_runs(
+            [exp.experiment_id], f"attributes.run_name = '{tracking.run_name}'"
+        )
+        if found and step in {
+            m.step for m in client.get_metric_history(found[0].info.run_id, "epoch")
+        }:
+            return
+        time.sleep(0.1)  # polling observed state, not timing the fault
+    raise RuntimeError(f"epoch {step} of {tracking.run_name} not in MLflow after {timeout_s} s")
+
+
+@dataclass(frozen=True)
+class SigkillEveryAttempt(TrainHook):
+    """Rank ``rank`` SIGKILLs its own process at the start of every attempt's first epoch;
+    each kill leaves ``kill-<n>`` in ``folder`` (n from 1)."""
+
+    folder: str
+    rank: int
+
+    def on_epoch_start(self, loop: LoopView, epoch: int) -> None:
+        if loop.rank != self.rank:
+            return
+        n = len(list(Path(self.folder).glob("kill-*"))) + 1
+        _stamp(Path(self.folder) / f"kill-{n}", f"SIGKILL rank {loop.rank}, attempt {n}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class HangOnce(TrainHook):
+    """Rank ``rank`` stops making progress once, after the first step of epoch ``epoch``
+    (0-based): it waits on an event nobody sets, alive but stuck, as a deadlocked worker is.
+    Files record when: ``marker`` the hang (so the restarted worker goes on), ``detected`` the
+    moment another rank's loop failed because of it (its ``teardown``), ``resumed`` the
+    restarted group's setup."""
+
+    marker: str
+    resumed: str
+    detected: str
+    rank: int
+    epoch: int
+
+    def setup(self, loop: LoopView) -> None:
+        resumed = Path(self.resumed)
+        if loop.rank == self.rank and Path(self.marker).exists() and not resumed.exists():
+            _stamp(resumed, f"rank {loop.rank} set up again after the hang")
+
+    def on_batch_end(self, loop: LoopView, epoch: int, rows: int) -> None:
+        marker = Path(self.marker)
+        if loop.rank == self.rank and epoch == self.epoch and not marker.exists():
+            _stamp(marker, f"rank {loop.rank} hangs in epoch {epoch + 1}")
+            threading.Event().wait()
+
+    def teardown(self, loop: LoopView) -> None:
+        detected = Path(self.detected)
+        if loop.rank != self.rank and Path(self.marker).exists() and not detected.exists():
+            _stamp(detected, f"rank {loop.rank}'s loop ended while rank {self.rank} hung")

@@ -1,0 +1,153 @@
+"""Items 1, 2 and 5 of the reliability tier: a training worker killed, killed for good, or hung.
+
+1. A worker SIGKILLed mid-training resumes from the last checkpoint; the job ends as one
+   FINISHED run whose ``epoch`` metric has every step exactly once, and one model version.
+2. A worker that dies on every attempt exhausts ``train.max_failures``: ``vaepipe train`` exits
+   non-zero soon after the last death with one line naming the rank and the cause; the run is
+   FAILED and nothing is registered.
+5. A worker that hangs (alive, no progress) is detected within ``train.hang_timeout_s`` and the
+   job restarts from its checkpoint and finishes.
+
+Faults are hooks that act at a fixed point of the loop and leave a marker file (``fault_hooks``),
+never timed. One local Ray for the module; each test has its own MLflow server (PostgreSQL),
+storage and model name. Tiny model, 300 rows per split.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import fault_hooks
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.config.job import load_job_config
+from pipeline.train import trainer
+from pipeline.train.trainer import run_training
+
+pytestmark = [pytest.mark.reliability, pytest.mark.ray]
+
+EXPERIMENT = "worker-faults"
+
+
+def _options(tmp_path, run_name: str, *extra: str) -> list[str]:
+    return [
+        "data.limit=300",
+        "model.hidden_sizes=[32]",
+        "model.latent_dim=4",
+        "train.nll_samples=10",
+        "train.log_images=false",
+        "train.early_stopping_patience=null",
+        "scaling.workers=2",
+        f"tracking.storage_path={tmp_path / 'ray_results'}",
+        f"tracking.experiment={EXPERIMENT}",
+        f"tracking.model_name={run_name}-vae",
+        f"tracking.run_name={run_name}",
+        *extra,
+    ]
+
+
+def _cli(monkeypatch, hook, *args: str) -> int:
+    """``vaepipe ARGS`` in this process (its module Ray), the fault ``hook`` in its training."""
+    from jobs import cli
+
+    fault_hooks.by_value()
+    real = trainer.run_training
+    monkeypatch.setattr(trainer, "run_training", lambda cfg, **kw: real(cfg, hooks=[hook], **kw))
+    for name in ("VAEPIPE_VERBOSE", "MLFLOW_LOGGING_LEVEL"):  # the CLI sets them: restored after
+        monkeypatch.setenv(name, "")
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        return cli.main(list(args))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+
+
+def _run_named(client: MlflowClient, name: str):
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    (run,) = client.search_runs([exp.experiment_id], f"attributes.run_name = '{name}'")
+    return run
+
+
+def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    """Every logged step of ``key``, duplicates kept, in step order."""
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_sigkilled_worker_resumes_into_one_run_with_each_epoch_once(
+    ray_local, tracking_server, tmp_path
+):
+    marker = tmp_path / "sigkill-fired"
+    cfg = load_job_config("digits", _options(tmp_path, "sigkill", "train.epochs=3"))
+    fault_hooks.by_value()
+    # Rank 0 dies once epoch 2 is in MLflow, before epoch 2 is checkpointed: the restart redoes
+    # epoch 2, which must not reach MLflow twice.
+    hook = fault_hooks.SigkillOnce(str(marker), rank=0, epoch=1, tracking_uri=tracking_server.uri)
+    result = run_training(cfg, hooks=[hook])
+
+    assert marker.exists()  # the fault fired
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert [r.info.run_id for r in runs] == [result.run_id]
+    assert runs[0].info.status == "FINISHED"
+    steps = _steps(client, result.run_id, "epoch")
+    print(f"epoch steps logged: {steps}")
+    assert steps == [1, 2, 3]
+    assert _steps(client, result.run_id, "val/neg_elbo") == [1, 2, 3]
+    # The restarted attempt redid epoch 2 (from the epoch-1 checkpoint) and ran epoch 3.
+    assert [h["epoch"] for h in result.history] == [2.0, 3.0]
+    # The epoch-2 figures kept in MLflow are the first attempt's; the redo computed the same.
+    (logged,) = [m for m in client.get_metric_history(result.run_id, "val/neg_elbo") if m.step == 2]
+    assert logged.value == pytest.approx(result.history[0]["val/neg_elbo"], rel=1e-4)
+    assert result.metrics["epochs_completed"] == 3.0
+    versions = client.search_model_versions(f"name = '{cfg.tracking.model_name}'")
+    assert [(v.version, v.run_id) for v in versions] == [("1", result.run_id)]
+
+
+def test_spent_failure_budget_fails_fast_in_one_line(
+    ray_local, tracking_server, tmp_path, monkeypatch, capfd
+):
+    kills = tmp_path / "kills"
+    kills.mkdir()
+    options = _options(tmp_path, "doomed", "train.epochs=2", "train.max_failures=1")
+    sets = [arg for option in options for arg in ("--set", option)]
+    hook = fault_hooks.SigkillEveryAttempt(str(kills), rank=1)
+    code = _cli(monkeypatch, hook, "train", "--config", "digits", *sets)
+    ended = time.time()
+
+    err = capfd.readouterr().err
+    assert sorted(p.name for p in kills.iterdir()) == ["kill-1", "kill-2"]  # both attempts died
+    seconds = ended - fault_hooks.stamped_at(kills / "kill-2")
+    print(f"exit {seconds:.1f}s after the last failure; stderr: {err.strip()!r}")
+    assert code == 1, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        "vaepipe: error: training failed after 1 restart (train.max_failures=1): "
+        "rank 1: its process died ("
+    ), last
+    assert seconds < 30
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
+    assert _run_named(client, "doomed").info.status == "FAILED"
+    assert client.search_model_versions("name = 'doomed-vae'") == []
+
+
+def test_hung_worker_is_detected_and_the_job_resumes(ray_local, tracking_server, tmp_path):
+    hung, resumed = tmp_path / "hung", tmp_path / "resumed"
+    detected = tmp_path / "detected"
+    timeout_s = 10
+    options = _options(tmp_path, "hung", "train.epochs=2", f"train.hang_timeout_s={timeout_s}")
+    cfg = load_job_config("digits", options)
+    fault_hooks.by_value()
+    hook = fault_hooks.HangOnce(str(hung), str(resumed), str(detected), rank=1, epoch=1)
+    result = run_training(cfg, hooks=[hook])
+
+    waited = fault_hooks.stamped_at(detected) - fault_hooks.stamped_at(hung)
+    restarted = fault_hooks.stamped_at(resumed) - fault_hooks.stamped_at(hung)
+    print(f"hang detected after {waited:.1f}s (bound {timeout_s}s), resumed after {restarted:.1f}s")
+    assert timeout_s / 2 <= waited < timeout_s + 20  # the timeout found it, in its bound
+    client = MlflowClient(tracking_server.uri, registry_uri=tracking_server.uri)
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert _steps(client, result.run_id, "epoch") == [1, 2]
+    assert [h["epoch"] for h in result.history] == [2.0]  # resumed after epoch 1's checkpoint
