@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from jobs.config_flags import add_config_flags
 from jobs.data_flags import add_data_flags, data_overrides
 
 # Shortcut flag -> the config key it sets.
@@ -29,16 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_flags(
         parser, data_required=False, data_help="data source: a path, a URI, or digits|shapes|mnist"
     )
-    parser.add_argument(
-        "--config", help="YAML job config: a file, or a shipped name (digits, mnist, shapes)"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set optim.lr=3e-4 (repeatable; YAML values)",
+    add_config_flags(
+        parser, "override one config key, e.g. --set optim.lr=3e-4 (repeatable; YAML values)"
     )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--workers", type=int, help="training workers (0: choose automatically)")

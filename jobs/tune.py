@@ -13,26 +13,18 @@ import re
 import sys
 import time
 
+from jobs.config_flags import add_config_flags
+
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", help="YAML job config: a file, or a shipped name (digits, mnist, shapes)"
-    )
+    add_config_flags(parser, "override one base config key, e.g. --set train.epochs=9 (repeatable)")
     parser.add_argument(
         "--space",
         required=True,
         help="search space YAML: a file, or a shipped name (digits, mnist)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one base config key, e.g. --set train.epochs=9 (repeatable)",
     )
     parser.add_argument(
         "--trials",

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pipeline.cluster import secrets_files
 
 GCS_PORT_VAR = "RAY_GCS_SERVER_PORT"  # Ray's: the port a starting head's GCS listens on
+# Read by Ray Train's controller, which gets it from the driver's environment.
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -45,6 +47,9 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     verbose = _verbose()
     if address == "local":
         secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
+        # One machine is never preempted: Ray Train's preemption watcher would only be one more
+        # worker process starting beside the first training steps (a user's own value wins).
+        os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
     with _sigterm_handler_kept(), _local_address_pinned(address == "local") as runtime_env:
         ray.init(
             address=address,

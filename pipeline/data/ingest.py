@@ -133,16 +133,19 @@ def split_dataset(
     return ds.limit(cfg.limit) if cfg.limit is not None else ds
 
 
-def open_source(cfg: DataConfig, train_order: UnitOrder | None = None) -> SourceData:
+def open_source(
+    cfg: DataConfig, train_order: UnitOrder | None = None, plan: SourcePlan | None = None
+) -> SourceData:
     """Validate ``cfg.source`` on the driver, then build one lazy Dataset per split.
 
     ``train_order`` makes the train split's read units come in a fresh order every epoch.
+    ``plan``: ``plan_source(cfg)`` when the caller already made it.
 
     Raises ``UserError`` (one line, naming the file and problem) for bad input found by the
     driver-side checks; per-batch problems (NaN/Inf, null or duplicate ids in a row group)
     surface as ``UserError`` when the data is iterated.
     """
-    plan = plan_source(cfg)
+    plan = plan if plan is not None else plan_source(cfg)
     splits = {s: split_dataset(plan, s, cfg, train_order if s == "train" else None) for s in SPLITS}
     return SourceData(
         splits=apply_label_filter(splits, cfg, plan.has_labels),

@@ -15,6 +15,7 @@ from pipeline.config.data import DataConfig
 from pipeline.data.hot_split import HotSplit, fits, object_store_bytes
 from pipeline.data.ingest import SourceData, open_source
 from pipeline.data.shuffle import UnitOrder, new_epoch_board
+from pipeline.data.sources import plan_source
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,16 @@ def open_training_source(
 
     With ``data.limit`` the streamed split keeps its unit order: a limit on a reshuffled stream
     would train on different rows every epoch (a limited split nearly always fits anyway).
+    A hot split is read in its stored order (its epochs reshuffle every row), so only a
+    streamed one gets the ``EpochBoard`` actor: one Ray worker process fewer at start-up.
     """
-    units = UnitOrder(seed, new_epoch_board()) if cfg.limit is None else None
-    source = open_source(cfg, train_order=units)
+    plan = plan_source(cfg)
     store = object_store_bytes() if store_bytes is None else store_bytes
-    rows = source.rows if cfg.limit is None else min(cfg.limit, source.rows or cfg.limit)
-    if not fits(rows, source.layout, cfg.cache_share, store):
-        return source, TrainOrder(seed, units=units)
+    rows = plan.rows if cfg.limit is None else min(cfg.limit, plan.rows or cfg.limit)
+    if not fits(rows, plan.layout, cfg.cache_share, store):
+        units = UnitOrder(seed, new_epoch_board()) if cfg.limit is None else None
+        return open_source(cfg, train_order=units, plan=plan), TrainOrder(seed, units=units)
+    source = open_source(cfg, plan=plan)
     hot, materialized = HotSplit.materialize(source.splits["train"], source.layout)
     source.splits["train"] = materialized
     return source, TrainOrder(seed, hot=hot)

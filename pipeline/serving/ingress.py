@@ -1,18 +1,17 @@
 """How HTTP reaches the replicas of ``vaepipe serve``: through Serve's proxy, or straight in.
 
 Serve's default path is client → proxy actor → (Ray actor call) → replica: two Python
-processes handle every request. ``bench/serve.py`` on a 2-core host with the MNIST model
-measured 2.6 ms of proxy CPU plus 2.7 ms of replica CPU per request, where a plain ASGI app
-with the same model and micro-batching spends 0.4 ms: the proxy path tops out near 0.2× the
-plain app's throughput, whatever the batching.
+processes handle every request. ``bench/serve.py`` on a 2-core host (MNIST model, 16 clients)
+measured 2.6-3.5 ms of proxy CPU plus 2.6-3.5 ms of replica CPU per request, where a plain ASGI
+app with the same model and micro-batching spends 0.3-0.4 ms: 0.13-0.16× its requests/s.
 
 Serve's direct ingress (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, Ray ≥ 2.55) lets the replica
-serve HTTP itself: 0.55 ms per request, above 0.8× the plain app. Its settings are read by
-Serve's controller and replicas when they start, so ``vaepipe serve`` can only use it on a Ray
-it starts itself (no ``RAY_ADDRESS``). There, with one replica, the replica listens on
-``--port`` and Serve's (then idle) proxy on a spare loopback port. Several replicas would each
-need a port of their own and a balancer in front (Serve's HAProxy mode), so with several, with
-autoscaling, or on a cluster, the proxy answers on ``--port``.
+serve HTTP itself: 0.4-0.47 ms per request, 0.9× the plain app at 16 clients, 0.77× at 32.
+Its settings are read by Serve's controller and replicas when they start, so ``vaepipe serve``
+can only use it on a Ray it starts itself (no ``RAY_ADDRESS``). There, with one replica, the
+replica listens on ``--port`` and Serve's (then idle) proxy on a spare loopback port. Several
+replicas would each need a port of their own and a balancer in front (Serve's HAProxy mode), so
+with several, with autoscaling, or on a cluster, the proxy answers on ``--port``.
 """
 
 from __future__ import annotations

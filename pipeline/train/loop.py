@@ -167,7 +167,7 @@ class _Worker:
         )
         self.state = self._restore(ray.train.get_checkpoint())
         self.model = ray.train.torch.prepare_model(self.vae)  # DDP when world > 1
-        self.shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val", "test")}
+        self.shards: dict[str, Any] = {}  # split -> Ray Train shard, asked for on first use
         self.examples: Tensor | None = None  # fixed validation examples for the image grids
         self.first_batch_at: float | None = None
         self.hooks = Hooks(config.hooks)
@@ -185,11 +185,25 @@ class _Worker:
             return LoopState()
         return restore_state(saved, self.vae, self.optimizer, self.scheduler, self.scaler)
 
+    def shard(self, split: str) -> Any:
+        """This rank's Ray Train shard of ``split``, asked for when first needed: each one
+        starts a Ray Data coordinator process, which on a small machine would otherwise compete
+        with the first training steps (val and test are not needed until the epoch ends).
+        Every rank asks at the same point of the loop, as Ray's shard barrier needs."""
+        import ray.train
+
+        if split not in self.shards:
+            self.shards[split] = ray.train.get_dataset_shard(split)
+        return self.shards[split]
+
     def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
         t = self.job.train
-        data = self.shards[split]
         if train and self.train_order is not None:
-            data = self.train_order.epoch_data(data, epoch, self.rank, self.world_size)
+            # A hot split is gathered from the object store; Ray Train holds no shard of it.
+            shard = None if self.train_order.hot is not None else self.shard(split)
+            data = self.train_order.epoch_data(shard, epoch, self.rank, self.world_size)
+        else:
+            data = self.shard(split)
         for batch in iter_torch_batches(
             data,
             batch_size=t.batch_size if train else EVAL_BATCH,

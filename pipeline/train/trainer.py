@@ -150,8 +150,16 @@ def build_trainer(
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             callbacks=list(callbacks),
         ),
-        datasets=dict(source.splits),
+        datasets=streamed_splits(source, worker),
     )
+
+
+def streamed_splits(source, worker: WorkerConfig) -> dict[str, Any]:
+    """The splits Ray Train hands the workers as shards: all but a hot training split, which
+    the workers gather from the object store themselves (a shard would only start an idle
+    Ray Data coordinator process)."""
+    hot = worker.train_order is not None and worker.train_order.hot is not None
+    return {s: ds for s, ds in source.splits.items() if not (hot and s == "train")}
 
 
 def worker_config(

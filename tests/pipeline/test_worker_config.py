@@ -72,3 +72,18 @@ def test_hooks_see_earlier_hooks_entries_and_all_tear_down():
     with pytest.raises(RuntimeError, match="first failed"):
         hooks.teardown(None)
     assert first.torn_down and second.torn_down  # the failure did not skip the second
+
+
+def test_a_hot_training_split_is_no_ray_train_dataset():
+    from types import SimpleNamespace
+
+    from pipeline.data.hot_split import HotSplit
+    from pipeline.data.train_order import TrainOrder
+    from pipeline.train.trainer import streamed_splits
+
+    source = SimpleNamespace(splits={"train": "T", "val": "V", "test": "S"})
+    hot = TrainOrder(seed=0, hot=HotSplit([], 0, XLayout((1, 8, 8), "uint8")))
+    # The workers gather a hot split from the object store; a shard would start an idle process.
+    assert streamed_splits(source, _config(train_order=hot)) == {"val": "V", "test": "S"}
+    assert streamed_splits(source, _config(train_order=TrainOrder(seed=0))) == source.splits
+    assert streamed_splits(source, _config()) == source.splits
