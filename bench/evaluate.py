@@ -32,10 +32,14 @@ def test_rows(out: Path, rows: int) -> Path:
     """The MNIST test split as ingested Parquet (id, x, label), ``rows`` of it, in a folder
     with split subfolders (``train/`` is required; ``test/`` is what both sides read)."""
     from pipeline.config.data import DataConfig
+    from pipeline.data import schema
     from pipeline.data.ingest import open_source
 
     src = open_source(DataConfig(source=str(MNIST), binarize="dynamic", limit=rows))
     table = pa.concat_tables(src.splits["test"].iter_batches(batch_format="pyarrow"))
+    # Ray Data's batches drop the schema metadata that names the sample shape: put it back.
+    layout = schema.ingest_schema(src.layout.shape, src.layout.dtype).metadata
+    table = table.replace_schema_metadata(layout)
     for split in ("train", "test"):
         (out / "data" / split).mkdir(parents=True)
         pq.write_table(table, out / "data" / split / "part-0.parquet", row_group_size=1000)
