@@ -26,7 +26,7 @@ BAD_ARGUMENTS_EXIT = 2  # as argparse
 FAILED_EXIT = 1
 
 
-def mnist_dir() -> Path:
+def _mnist_dir() -> Path:
     """The real MNIST IDX files: ``VAEPIPE_MNIST_DIR``, else ``shared/data/mnist`` beside the
     checkout (``/work/main`` → ``/work/shared``) or beside its folder (a worktree such as
     ``/work/wt/NAME`` → ``/work/shared``)."""
@@ -38,7 +38,7 @@ def mnist_dir() -> Path:
 
 
 # Real MNIST (IDX files): the shared data folder beside the checkout, unless told otherwise.
-MNIST = mnist_dir()
+MNIST = _mnist_dir()
 
 
 def private_mlflow_store(prefix: str) -> str:

@@ -23,9 +23,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import abba, median, parser, run  # noqa: E402
-
-MNIST = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared/data/mnist"))
+from common import MNIST, abba, median, parser, run  # noqa: E402
 
 
 def test_rows(out: Path, rows: int) -> Path:

@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import abba, median, mnist_dir, parser, run  # noqa: E402
+from common import MNIST, abba, median, parser, run  # noqa: E402
 
 from jobs.cli import main as cli_main  # noqa: E402
 from pipeline.config.data import DataConfig  # noqa: E402
@@ -184,7 +184,7 @@ def main() -> dict:
     DataContext.get_current().print_on_execution_start = False
     n = args.shapes_rows
     sets = {
-        "mnist_train": prepared(args.cache, "mnist", [str(mnist_dir())]),
+        "mnist_train": prepared(args.cache, "mnist", [str(MNIST)]),
         f"shapes28_{n}": prepared(
             args.cache, f"shapes28_{n}",
             ["shapes", "--shapes-rows", str(n), "--shapes-resolution", "28"],

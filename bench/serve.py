@@ -41,9 +41,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-MNIST = Path(os.environ.get("VAEPIPE_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 NAME = "bench-serve"
 
+from common import MNIST  # noqa: E402
 
 # ----------------------------------------------------------------------------- load generator
 

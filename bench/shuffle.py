@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import mnist_dir, parser, run  # noqa: E402
+from common import MNIST, parser, run  # noqa: E402
 
 from jobs.cli import main as cli_main  # noqa: E402
 
@@ -37,7 +37,7 @@ TARGET = 0.02
 
 def prepared(cache: Path) -> Path:
     out = cache / "mnist"
-    argv = ["prepare", str(mnist_dir()), "--out", str(out), "--overwrite"]
+    argv = ["prepare", str(MNIST), "--out", str(out), "--overwrite"]
     if not (out / "_vaepipe.json").exists() and cli_main(argv) != 0:
         raise SystemExit("prepare mnist failed")
     return out

@@ -35,13 +35,8 @@ import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from common import abba, paired, parser, run  # noqa: E402
-
-MNIST = Path(
-    os.environ.get("VAEPIPE_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist")
-)
+from common import MNIST, abba, paired, parser, run  # noqa: E402
 
 
 def parse() -> argparse.Namespace:

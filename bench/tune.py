@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import mnist_dir, parser, run  # noqa: E402
+from common import MNIST, parser, run  # noqa: E402
 
 GRID = """\
 optim.lr: {grid: [1.0e-3, 3.0e-3]}
@@ -60,7 +60,7 @@ def parse_args() -> argparse.Namespace:
 
 def overrides(args, storage: Path) -> list[str]:
     return [
-        f"data.source={mnist_dir()}",
+        f"data.source={MNIST}",
         f"data.limit={args.rows}",
         f"train.epochs={args.epochs}",
         "train.log_images=false",

@@ -148,16 +148,20 @@ def shipped_configs() -> list[str]:
 
 def resolve_config_path(path_or_name: str) -> Path:
     """A file path, or the name of a shipped config (``mnist`` → jobs/configs/mnist.yaml)."""
+    return resolve_shipped(path_or_name, SHIPPED_DIR, "config")
+
+
+def resolve_shipped(path_or_name: str, folder: Path, kind: str) -> Path:
+    """``path_or_name`` if it is a file, else ``folder/<name>.yaml``; else a UserError naming
+    the shipped ``kind``s there."""
     path = Path(path_or_name)
     if path.is_file():
         return path
-    shipped = SHIPPED_DIR / f"{path_or_name}.yaml"
+    shipped = folder / f"{path_or_name}.yaml"
     if shipped.is_file():
         return shipped
-    raise UserError(
-        f"config {path_or_name!r} is neither a file nor a shipped config "
-        f"({', '.join(shipped_configs())})"
-    )
+    names = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+    raise UserError(f"{kind} {path_or_name!r} is neither a file nor a shipped {kind} ({names})")
 
 
 def apply_override(d: dict[str, Any], override: str) -> None:

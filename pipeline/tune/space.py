@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.job import check_job_key, load_job_config
+from pipeline.config.job import check_job_key, load_job_config, resolve_shipped
 from pipeline.errors import UserError
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "spaces"
@@ -108,14 +108,7 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_space_path(path_or_name: str) -> Path:
     """A file, or the name of a shipped space (``mnist`` → jobs/configs/spaces/mnist.yaml)."""
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    shipped = SPACES_DIR / f"{path_or_name}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
-    raise UserError(f"space {path_or_name!r} is neither a file nor a shipped space ({names})")
+    return resolve_shipped(path_or_name, SPACES_DIR, "space")
 
 
 def load_space(path_or_name: str, config: str | None, overrides: list[str]) -> SearchSpace:

@@ -20,6 +20,7 @@ from pipeline.cluster import stack_processes as procs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0
+FIRST_EPOCH_TIMEOUT_S = 240.0
 
 
 @dataclass
@@ -114,3 +115,27 @@ def vaepipe_popen(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Pope
         text=True,
         start_new_session=True,
     )
+
+
+def run_by_name(client, experiment: str, name: str | None):
+    """The experiment's run called ``name`` (or its only run when ``name`` is None), or None."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    where = f"attributes.run_name = '{name}'" if name is not None else ""
+    found = client.search_runs([exp.experiment_id], where)
+    return found[0] if found else None
+
+
+def wait_first_epoch(
+    proc: subprocess.Popen, client, experiment: str, name: str | None = None
+) -> str:
+    """The run id once its first epoch is in MLflow (faults wait for observed state)."""
+    deadline = time.monotonic() + FIRST_EPOCH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        run = run_by_name(client, experiment, name)
+        if run is not None and run.data.metrics.get("epoch", 0) >= 1:
+            return run.info.run_id
+        time.sleep(0.5)
+    raise AssertionError(f"no epoch logged within {FIRST_EPOCH_TIMEOUT_S:.0f} s")

@@ -19,21 +19,8 @@ pytestmark = pytest.mark.reliability
 
 OUTAGE_S = 30.0
 EPOCHS = 40
-FIRST_EPOCH_TIMEOUT_S = 240
 FINISH_TIMEOUT_S = 400
 MODEL = "outage_vae"
-
-
-def _first_epoch_run_id(client: MlflowClient, proc) -> str:
-    deadline = time.monotonic() + FIRST_EPOCH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        exp = client.get_experiment_by_name("outage")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
-        if runs and runs[0].data.metrics.get("epoch", 0) >= 1:
-            return runs[0].info.run_id
-        time.sleep(0.5)
-    pytest.fail(f"no epoch logged within {FIRST_EPOCH_TIMEOUT_S} s")
 
 
 def test_training_outlives_a_30s_mlflow_outage_and_logs_every_epoch_in_order(postgres, tmp_path):
@@ -50,7 +37,7 @@ def test_training_outlives_a_30s_mlflow_outage_and_logs_every_epoch_in_order(pos
             "--set", f"tracking.storage_path={tmp_path / 'ray_results'}",
         )  # fmt: skip
         client = MlflowClient(server.uri)
-        run_id = _first_epoch_run_id(client, proc)
+        run_id = servers.wait_first_epoch(proc, client, "outage")
         servers.stop(server)
     outage_start = time.monotonic()
     time.sleep(OUTAGE_S)  # the fault: the server is away this long

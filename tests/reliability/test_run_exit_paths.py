@@ -25,7 +25,6 @@ from pipeline.tracking import run_owner, runs
 
 pytestmark = pytest.mark.reliability
 
-FIRST_EPOCH_TIMEOUT_S = 240
 MODEL = "exit_paths_vae"
 EXPERIMENT = "exit-paths"
 
@@ -41,23 +40,11 @@ def _train_args(tmp: Path, run_name: str, epochs: int) -> list[str]:
 
 
 def _run_by_name(client: MlflowClient, name: str):
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        return None
-    found = client.search_runs([exp.experiment_id], f"attributes.run_name = '{name}'")
-    return found[0] if found else None
+    return servers.run_by_name(client, EXPERIMENT, name)
 
 
 def _wait_first_epoch(proc: subprocess.Popen, client: MlflowClient, name: str) -> str:
-    """The run id once its first epoch is in MLflow (the fault waits for observed state)."""
-    deadline = time.monotonic() + FIRST_EPOCH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        run = _run_by_name(client, name)
-        if run is not None and run.data.metrics.get("epoch", 0) >= 1:
-            return run.info.run_id
-        time.sleep(0.5)
-    pytest.fail(f"no epoch logged within {FIRST_EPOCH_TIMEOUT_S} s")
+    return servers.wait_first_epoch(proc, client, EXPERIMENT, name)
 
 
 def _versions(client: MlflowClient) -> list:
