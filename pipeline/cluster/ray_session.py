@@ -19,6 +19,7 @@ from pipeline.cluster import secrets_files
 GCS_PORT_VAR = "RAY_GCS_SERVER_PORT"  # Ray's: the port a starting head's GCS listens on
 # Read by Ray Train's controller, which gets it from the driver's environment.
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+BACKEND_LOG_LEVEL_VAR = "RAY_BACKEND_LOG_LEVEL"  # Ray's C++ log level (all its processes)
 
 
 def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -38,6 +39,7 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     context.print_on_execution_start = False
     # Ray Data logs every execution at INFO through its own handler: quiet unless -v.
     logging.getLogger("ray.data").setLevel(logging.INFO if _verbose() else logging.WARNING)
+    _ray_data_console(_verbose())
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or "local"
@@ -45,6 +47,10 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
     # and the workers' output reach this terminal.
     verbose = _verbose()
+    if not verbose:
+        # Ray's C++ side logs to the driver's stderr too, e.g. an ERROR line for every Ray Data
+        # actor pool (its constructor arguments live in the object store): none unless -v.
+        os.environ.setdefault(BACKEND_LOG_LEVEL_VAR, "fatal")
     if address == "local":
         secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
         # One machine is never preempted: Ray Train's preemption watcher would only be one more
@@ -54,7 +60,9 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
         ray.init(
             address=address,
             log_to_driver=verbose,
-            logging_level=logging.INFO if verbose else logging.WARNING,
+            # Quiet: not even warnings (a token-auth notice on every start); errors that end
+            # the command reach the user as vaepipe's one line.
+            logging_level=logging.INFO if verbose else logging.ERROR,
             include_dashboard=dashboard,
             runtime_env=runtime_env,
             **kwargs,
@@ -63,6 +71,19 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
 
 def _verbose() -> bool:
     return os.environ.get("VAEPIPE_VERBOSE") == "1"
+
+
+def _ray_data_console(verbose: bool) -> None:
+    """Ray Data's terminal output on the driver: all of it with -v, none otherwise.
+
+    A failed task makes Ray Data log the task's traceback (tens of lines) on the driver's
+    stderr before the exception reaches vaepipe, which reports it as one line (a bad input
+    file) or with the full traceback (a bug) itself. Ray Data's log file in the session's
+    logs folder keeps every record either way.
+    """
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # Ray's console handler, not the file
+            handler.setLevel(logging.INFO if verbose else logging.CRITICAL + 1)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -88,6 +89,17 @@ def resolve(text: str | os.PathLike) -> Location:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{text}: cannot open filesystem ({first})") from None
     return Location(fs, path.rstrip("/"), text.split("?", 1)[0].rstrip("/"))
+
+
+def check_not_overlapping(out: Location, source: str) -> None:
+    """Refuse an output inside the input, the input inside the output, or both the same
+    (``..`` and symlinks resolved): a later read of the input would take in the output too."""
+    if is_uri(source) or not out.is_local or not Path(source).expanduser().exists():
+        return  # a builtin name or a remote URI: nothing on this disk to collide with
+    src = Path(source).expanduser().resolve()
+    dst = Path(out.path).resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise UserError(f"output {out} overlaps the input {src}; write it somewhere else")
 
 
 def check_shared(location: Location, what: str) -> None:

@@ -24,7 +24,13 @@ import pyarrow as pa
 
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
-from pipeline.data.filesystems import Location, check_shared, is_uri, resolve
+from pipeline.data.filesystems import (
+    Location,
+    check_not_overlapping,
+    check_shared,
+    is_uri,
+    resolve,
+)
 from pipeline.data.ingest import SPLIT_CODES, Carve, split_dataset
 from pipeline.data.output_check import verify_staged
 from pipeline.data.parquet_files import Progress, WrittenFile, collect, file_name, write_file
@@ -180,6 +186,7 @@ def prepare(
     """
     start = time.perf_counter()
     staged = open_output(out)
+    check_not_overlapping(staged.location, cfg.source)
     with staged.locked():
         staged.recover()
         if staged.existing() is not None and not overwrite:

@@ -15,7 +15,7 @@ from pipeline.config.data import DataConfig
 from pipeline.data.hot_split import HotSplit, fits, object_store_bytes
 from pipeline.data.ingest import SourceData, open_source
 from pipeline.data.shuffle import UnitOrder, new_epoch_board
-from pipeline.data.sources import plan_source
+from pipeline.data.sources import SourcePlan, plan_source
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,10 @@ class TrainOrder:
 
 
 def open_training_source(
-    cfg: DataConfig, seed: int, store_bytes: float | None = None
+    cfg: DataConfig,
+    seed: int,
+    store_bytes: float | None = None,
+    plan: SourcePlan | None = None,
 ) -> tuple[SourceData, TrainOrder]:
     """``open_source`` with a shuffled train split; keep it hot when it fits (see module doc).
 
@@ -52,8 +55,9 @@ def open_training_source(
     would train on different rows every epoch (a limited split nearly always fits anyway).
     A hot split is read in its stored order (its epochs reshuffle every row), so only a
     streamed one gets the ``EpochBoard`` actor: one Ray worker process fewer at start-up.
+    ``plan``: ``plan_source(cfg)`` when the caller already made it (before starting Ray).
     """
-    plan = plan_source(cfg)
+    plan = plan if plan is not None else plan_source(cfg)
     store = object_store_bytes() if store_bytes is None else store_bytes
     rows = plan.rows if cfg.limit is None else min(cfg.limit, plan.rows or cfg.limit)
     if not fits(rows, plan.layout, cfg.cache_share, store):

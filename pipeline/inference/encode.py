@@ -28,13 +28,14 @@ from pipeline.cluster.ray_session import ensure_ray
 from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.batches import Preprocessor
-from pipeline.data.filesystems import Location, check_shared, is_uri
+from pipeline.data.filesystems import Location, check_not_overlapping, check_shared
 from pipeline.data.output_check import verify_staged
 from pipeline.data.parquet_files import Progress, collect, file_name, write_file
 from pipeline.data.ray_errors import user_errors
 from pipeline.data.staged_output import open_output
 from pipeline.errors import UserError
 from pipeline.inference.latent_encoder import (
+    BatchHook,
     EncodePlan,
     LatentEncoder,
     ModelPayload,
@@ -74,16 +75,18 @@ def encode_dataset(
     overwrite: bool = False,
     threads: int | None = None,
     progress: Progress | None = None,
+    batch_hook: BatchHook | None = None,
 ) -> EncodeResult:
     """Encode every row of ``data`` with the model at ``model_uri`` into ``out``; the data is
     read as the model was trained, but for ``data_overrides`` (``model_data``).
 
     ``progress(rows_done, rows_total)`` is called as latent files are finished (rows in them;
-    the total is None unless the source knows it, e.g. Parquet).
+    the total is None unless the source knows it, e.g. Parquet). ``batch_hook(table)`` runs in
+    the encoding actors on each input batch (``LatentEncoder``; tests inject worker faults).
     """
     start = time.perf_counter()
     staged = open_output(out)
-    _check_not_inside_input(staged.location, data)
+    check_not_overlapping(staged.location, data)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_vae(model_uri)
@@ -99,7 +102,13 @@ def encode_dataset(
         check_layout(loaded, src.layout, cfg.source)
         plan = _plan(threads)
         manifest = _write_and_commit(
-            staged, src, loaded, resolved.preprocessor, plan, batch_size, with_z, progress
+            staged,
+            src,
+            loaded,
+            resolved.preprocessor,
+            plan,
+            _Options(batch_size, with_z, batch_hook),
+            progress,
         )
     seconds = time.perf_counter() - start
     log.info("encoded %d rows into %s in %.1fs", manifest["rows"], staged.out, seconds)
@@ -120,8 +129,7 @@ def _write_and_commit(
     loaded: LoadedModel,
     preprocessor: Preprocessor,
     plan: EncodePlan,
-    batch_size: int,
-    with_z: bool,
+    options: _Options,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the Ray job into a fresh staging dir and commit it; clean up on any failure."""
@@ -131,13 +139,13 @@ def _write_and_commit(
         with user_errors():
             meta = _file_metadata(loaded, src.source, src.digest)
             payload = ModelPayload.from_vae(loaded.vae, preprocessor, meta)
-            records = _run(src.dataset(), staging, payload, plan, batch_size, with_z)
+            records = _run(src.dataset(), staging, payload, plan, options)
             files = collect(records, src.rows, progress)
             verify_staged(staging, files, src.rows, src.source)
         committed = [
             {"path": staged.relative(f.path), "rows": f.rows, "bytes": f.bytes} for f in files
         ]
-        manifest = _manifest(committed, loaded, src.source, with_z)
+        manifest = _manifest(committed, loaded, src.source, options.with_z)
         staged.commit(manifest)
         if progress is not None:
             progress(manifest["rows"], manifest["rows"])
@@ -153,16 +161,6 @@ def _write_and_commit(
 def _every_row(cfg: DataConfig) -> DataConfig:
     # Encoding wants every row: no validation or test rows held out, no training-time cap.
     return dataclasses.replace(cfg, val_fraction=0.0, test_fraction=0.0, limit=None)
-
-
-def _check_not_inside_input(out: Location, source: str) -> None:
-    """Refuse an output inside the input (or the input inside the output)."""
-    if is_uri(source) or not out.is_local or not Path(source).expanduser().exists():
-        return  # a builtin name or a remote URI: nothing on this disk to collide with
-    src = Path(source).expanduser().resolve()
-    dst = Path(out.path).resolve()
-    if dst == src or src in dst.parents or dst in src.parents:
-        raise UserError(f"output {out} overlaps the input {src}; write it somewhere else")
 
 
 def _already_done(
@@ -252,29 +250,30 @@ def _plan(threads: int | None) -> EncodePlan:
 
     ensure_ray()
     plan = plan_encoding(ray.cluster_resources(), threads)
-    log.info("encoding plan: %s", plan)
+    log.debug("encoding plan: %s", plan)
     return plan
 
 
+@dataclass(frozen=True)
+class _Options:
+    batch_size: int
+    with_z: bool
+    batch_hook: BatchHook | None = None
+
+
 def _run(
-    ds: Any,
-    staging: Location,
-    payload: ModelPayload,
-    plan: EncodePlan,
-    batch_size: int,
-    with_z: bool,
+    ds: Any, staging: Location, payload: ModelPayload, plan: EncodePlan, options: _Options
 ) -> Iterable[dict[str, Any]]:
     """Encode every row and write the latent files; a record per file, as each is finished."""
-    encoded = map_on_actors(
-        ds, LatentEncoder, {"payload": payload, "with_z": with_z}, plan, batch_size
-    )
+    kwargs = {"payload": payload, "with_z": options.with_z, "batch_hook": options.batch_hook}
+    encoded = map_on_actors(ds, LatentEncoder, kwargs, plan, options.batch_size)
     latent_dim = int(payload.model_config["latent_dim"])
-    per_file = rows_per_file(latent_dim, with_z, plan.object_store_bytes)
+    per_file = rows_per_file(latent_dim, options.with_z, plan.object_store_bytes)
     records = encoded.map_batches(
         write_latents,
         batch_size=per_file,
         batch_format="pyarrow",
-        fn_kwargs={"root": staging, "row_group_rows": batch_size},
+        fn_kwargs={"root": staging, "row_group_rows": options.batch_size},
     )
     return records.iter_rows()
 

@@ -128,13 +128,15 @@ def evaluate_model(
 
 def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
     from pipeline.data.ingest import open_source
+    from pipeline.data.sources import plan_source
 
+    plan = plan_source(cfg)  # the driver's checks of the data: bad input fails before Ray
+    check_layout(loaded, plan.layout, cfg.source)
     ensure_ray()
     with user_errors():
-        src = open_source(cfg)
+        src = open_source(cfg, plan=plan)
     if split not in src.splits:
         raise UserError(f"unknown split {split!r}; choose one of {sorted(src.splits)}")
-    check_layout(loaded, src.layout, cfg.source)
     return src.splits[split], src.has_labels
 
 

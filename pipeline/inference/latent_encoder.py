@@ -11,6 +11,7 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,12 +132,26 @@ def fixed_list(x: torch.Tensor) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat), x.shape[1])
 
 
+BatchHook = Callable[[pa.Table], None]  # sees each input batch in the actor, before encoding
+
+
 class LatentEncoder:
-    """Callable class for ``Dataset.map_batches(..., batch_format="pyarrow")``."""
+    """Callable class for ``Dataset.map_batches(..., batch_format="pyarrow")``.
+
+    ``batch_hook``: called with every input batch inside the actor before it is encoded; the
+    one place where a caller's code joins the actors (the reliability tests make a worker
+    process exit here). Must be picklable; None in normal use.
+    """
 
     def __init__(
-        self, payload: ModelPayload, with_z: bool = False, threads: int = 1, device: str = "cpu"
+        self,
+        payload: ModelPayload,
+        with_z: bool = False,
+        threads: int = 1,
+        device: str = "cpu",
+        batch_hook: BatchHook | None = None,
     ) -> None:
+        self.batch_hook = batch_hook
         torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.vae = payload.build_vae(self.device)
@@ -149,6 +164,8 @@ class LatentEncoder:
         self.vae.register_forward_hook(lambda _m, _i, out: self._captured.append(out))
 
     def __call__(self, table: pa.Table) -> pa.Table:
+        if self.batch_hook is not None:
+            self.batch_hook(table)
         with torch.inference_mode():
             batch = to_torch_batch(table, self.pre, self.device)
             torch.manual_seed(batch_seed(batch.ids))

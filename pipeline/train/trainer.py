@@ -255,6 +255,7 @@ def run_training(
     import mlflow
     import ray
 
+    from pipeline.data.sources import plan_source
     from pipeline.data.train_order import open_training_source, split_rows
     from pipeline.tracking.datasets import log_inputs
     from pipeline.tracking.registry import log_vae
@@ -264,8 +265,10 @@ def run_training(
         if cfg.tracking.enabled
         else None
     )
+    # The driver's checks of the data (files, footers, schemas): bad input fails before Ray.
+    data_plan = plan_source(cfg.data)
     ensure_ray()
-    source, order = open_training_source(cfg.data, cfg.train.seed)
+    source, order = open_training_source(cfg.data, cfg.train.seed, plan=data_plan)
     cfg = with_input_shape(cfg, source.layout)
     preprocessor = build_preprocessor(cfg, source)
     plan = plan_workers(cfg.scaling, ray.cluster_resources())

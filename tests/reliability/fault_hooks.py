@@ -121,3 +121,19 @@ class HangOnce(TrainHook):
         detected = Path(self.detected)
         if loop.rank != self.rank and Path(self.marker).exists() and not detected.exists():
             _stamp(detected, f"rank {loop.rank}'s loop ended while rank {self.rank} hung")
+
+
+@dataclass(frozen=True)
+class ExitOnce:
+    """An encode ``batch_hook`` (``pipeline.inference.latent_encoder``): the actor process that
+    gets the batch holding id ``row_id`` exits at once (``os._exit``: no cleanup, as an OOM kill
+    or a crash), the first time only; ``marker`` records it."""
+
+    marker: str
+    row_id: int
+
+    def __call__(self, table) -> None:
+        marker = Path(self.marker)
+        if self.row_id in table.column("id").to_pylist() and not marker.exists():
+            _stamp(marker, f"worker {os.getpid()} exits on the batch holding id {self.row_id}")
+            os._exit(1)

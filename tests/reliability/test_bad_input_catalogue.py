@@ -1,0 +1,143 @@
+"""The bad-input catalogue (issue #12, item 9), part 1: what the driver finds before Ray.
+
+Every command that reads data (prepare, train, encode, evaluate) gets each broken input and
+must answer with one line naming the file and the problem (the whole of stderr), exit 2, and
+leave nothing: no output, no staging, no Ray started, no model version. In-process through
+``jobs.cli.main`` (capsys sees Ray's console handlers too: they write to the current stderr).
+The problems only Ray tasks can see: ``test_bad_input_in_tasks.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bad_files
+import mlflow
+import pytest
+import torch
+
+from jobs.cli import main
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
+from pipeline.tracking import mlflow_store, registry
+from vae_core.config import ModelConfig
+from vae_core.model import VAE
+
+pytestmark = pytest.mark.reliability
+
+MODEL = "models:/tiny@champion"
+COMMANDS = ("prepare", "train", "encode", "evaluate")
+
+
+def argv(command: str, data: Path, out: Path) -> list[str]:
+    return {
+        "prepare": ["prepare", str(data), "--out", str(out)],
+        "train": ["train", "--data", str(data), "--set", "train.epochs=1"],
+        "encode": ["encode", "--model", MODEL, "--data", str(data), "--out", str(out)],
+        "evaluate": ["evaluate", "--model", MODEL, "--data", str(data)],
+    }[command]
+
+
+def register_tiny() -> None:
+    torch.manual_seed(0)
+    vae = VAE(ModelConfig(input_shape=bad_files.SHAPE, latent_dim=3, hidden_sizes=(16,))).eval()
+    mlflow_store.configure()
+    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("catalogue")):
+        pre = Preprocessor(XLayout(bad_files.SHAPE, "uint8"))
+        registry.log_vae(vae, pre.to_dict(), "tiny", 1.0, "catalogue")
+
+
+STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory) -> str:
+    """One store per module holding the tiny model encode and evaluate load."""
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        for var in STORE_VARS:
+            mp.setenv(var, uri)
+        mp.setenv("VAEPIPE_ARTIFACT_ROOT", str(root / "mlartifacts"))
+        register_tiny()
+    mlflow.set_tracking_uri(None)
+    return uri
+
+
+@pytest.fixture
+def store(model_store, mlflow_tmp_store, monkeypatch) -> str:
+    for var in STORE_VARS:
+        monkeypatch.setenv(var, model_store)
+    mlflow.set_registry_uri(model_store)
+    yield model_store
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("catalogue")
+    return {name: build(root) for name, build in bad_files.DRIVER_CASES.items()}
+
+
+def versions() -> list[tuple[str, str]]:
+    found = mlflow.MlflowClient().search_model_versions()
+    return sorted((v.name, v.version) for v in found)
+
+
+def refused(command: str, data: Path, tmp_path: Path, capsys) -> str:
+    """Run ``command`` on ``data``; check the refusal left nothing; give the stderr line."""
+    import ray
+
+    out = tmp_path / "out"
+    before = versions()
+    capsys.readouterr()
+    code = main(argv(command, data, out))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("vaepipe: error: "), err
+    assert not ray.is_initialized()
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []  # no staging either
+    assert versions() == before
+    return err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", sorted(bad_files.DRIVER_CASES))
+def test_refused_before_ray(case, command, catalogue, store, tmp_path, capsys):
+    data, needles = catalogue[case]
+    err = refused(command, data, tmp_path, capsys)
+    for word in needles:
+        assert word in err, (word, err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file: no error to see")
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unreadable_file(command, store, tmp_path, capsys):
+    data, needles = bad_files.unreadable(tmp_path / "in")
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    err = refused(command, data, out_dir, capsys)
+    assert all(word in err for word in needles), err
+
+
+@pytest.mark.parametrize("command", ["prepare", "encode"])
+@pytest.mark.parametrize("where", ["inside", "dotdot", "same"])
+def test_output_overlapping_the_input(where, command, store, tmp_path, capsys):
+    data = tmp_path / "in"
+    bad_files.write(bad_files.pixel_table(50), data / "a.parquet")
+    out = {
+        "inside": data / "latent",
+        "dotdot": tmp_path / "elsewhere" / ".." / "in" / "latent",  # resolves into the input
+        "same": data,
+    }[where]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    code = main(argv(command, data, out)[:-1] + [str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "overlaps the input" in err, err
+    assert str(data) in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+    import ray
+
+    assert not ray.is_initialized()
