@@ -107,7 +107,7 @@ def run_command(module, args: argparse.Namespace) -> int:
     try:
         return int(module.run(args) or 0)
     except (UserError, ConfigError) as exc:
-        print(f"vaepipe: error: {exc}", file=sys.stderr)
+        print(f"vaepipe: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except JobFailed as exc:
         print(f"vaepipe: error: {exc}", file=sys.stderr)
@@ -121,6 +121,18 @@ def run_command(module, args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - reported in full, never as bad input
         print_internal_error(exc)
         return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """A bad-input error's message. Ray's ``RayTaskError(UserError)`` (a task's ``UserError``
+    that no ``user_errors()`` unwrapped) is a ``UserError`` too, but prints the task's whole
+    traceback: the original message is taken from it."""
+    from pipeline.data.ray_errors import find_user_error
+
+    text = str(exc)
+    if "\n" in text:
+        text = find_user_error(exc) or text.splitlines()[0]
+    return text
 
 
 def print_internal_error(exc: BaseException) -> None:

@@ -19,7 +19,6 @@ from pipeline.cluster import secrets_files
 GCS_PORT_VAR = "RAY_GCS_SERVER_PORT"  # Ray's: the port a starting head's GCS listens on
 # Read by Ray Train's controller, which gets it from the driver's environment.
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
-BACKEND_LOG_LEVEL_VAR = "RAY_BACKEND_LOG_LEVEL"  # Ray's C++ log level (all its processes)
 
 
 def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -47,10 +46,6 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     # Quiet unless ``vaepipe -v`` (jobs/cli.py sets VAEPIPE_VERBOSE): then Ray's own INFO logs
     # and the workers' output reach this terminal.
     verbose = _verbose()
-    if not verbose:
-        # Ray's C++ side logs to the driver's stderr too, e.g. an ERROR line for every Ray Data
-        # actor pool (its constructor arguments live in the object store): none unless -v.
-        os.environ.setdefault(BACKEND_LOG_LEVEL_VAR, "fatal")
     if address == "local":
         secrets_files.ensure_local_ray_token()  # Ray's own would be world-readable (umask)
         # One machine is never preempted: Ray Train's preemption watcher would only be one more

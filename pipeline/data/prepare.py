@@ -32,6 +32,7 @@ from pipeline.data.filesystems import (
     resolve,
 )
 from pipeline.data.ingest import SPLIT_CODES, Carve, split_dataset
+from pipeline.data.input_ids import check_distinct_ids
 from pipeline.data.output_check import verify_staged
 from pipeline.data.parquet_files import Progress, WrittenFile, collect, file_name, write_file
 from pipeline.data.ray_errors import user_errors
@@ -197,6 +198,7 @@ def prepare(
         if connect is not None:
             connect()
         _check_input_shared(cfg.source)
+        check_distinct_ids(plan)
         files, manifest = _stage(staged, plan, cfg, progress)
     result = PrepareResult(str(staged.out), manifest["rows"], [f.path for f in files], plan.layout)
     result.seconds = time.perf_counter() - start

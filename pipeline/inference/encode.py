@@ -29,6 +29,7 @@ from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.batches import Preprocessor
 from pipeline.data.filesystems import Location, check_not_overlapping, check_shared
+from pipeline.data.input_ids import check_distinct_ids
 from pipeline.data.output_check import verify_staged
 from pipeline.data.parquet_files import Progress, collect, file_name, write_file
 from pipeline.data.ray_errors import user_errors
@@ -101,6 +102,7 @@ def encode_dataset(
         src = _open(cfg)
         check_layout(loaded, src.layout, cfg.source)
         plan = _plan(threads)
+        check_distinct_ids(src.plan)
         manifest = _write_and_commit(
             staged,
             src,

@@ -128,11 +128,13 @@ def evaluate_model(
 
 def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
     from pipeline.data.ingest import open_source
+    from pipeline.data.input_ids import check_distinct_ids
     from pipeline.data.sources import plan_source
 
     plan = plan_source(cfg)  # the driver's checks of the data: bad input fails before Ray
     check_layout(loaded, plan.layout, cfg.source)
     ensure_ray()
+    check_distinct_ids(plan)
     with user_errors():
         src = open_source(cfg, plan=plan)
     if split not in src.splits:

@@ -255,6 +255,7 @@ def run_training(
     import mlflow
     import ray
 
+    from pipeline.data.input_ids import check_distinct_ids
     from pipeline.data.sources import plan_source
     from pipeline.data.train_order import open_training_source, split_rows
     from pipeline.tracking.datasets import log_inputs
@@ -268,6 +269,7 @@ def run_training(
     # The driver's checks of the data (files, footers, schemas): bad input fails before Ray.
     data_plan = plan_source(cfg.data)
     ensure_ray()
+    check_distinct_ids(data_plan)
     source, order = open_training_source(cfg.data, cfg.train.seed, plan=data_plan)
     cfg = with_input_shape(cfg, source.layout)
     preprocessor = build_preprocessor(cfg, source)

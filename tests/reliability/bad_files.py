@@ -128,3 +128,86 @@ def unreadable(root: Path):
     d = _beside_good(root, "unreadable")
     write(pixel_table(100, id_start=100), d / "b.parquet").chmod(0)
     return d, ["b.parquet", "Permission denied"]
+
+
+# --- problems only a read task sees (inside Ray): pixel data, and float features for NaN/Inf ---
+
+WIDTH = 4  # float features per row (a tabular model's input)
+
+
+def float_table(n: int, id_start: int = 0, width: int = WIDTH) -> pa.Table:
+    values = np.random.default_rng(id_start).random((n, width))
+    return pa.table(
+        {
+            schema.ID: pa.array(np.arange(id_start, id_start + n), pa.int64()),
+            "features": pa.array(list(values), pa.list_(pa.float64())),
+        }
+    )
+
+
+def bit_flip(root: Path):
+    d = _beside_good(root, "bit_flip")
+    flip_bit_in_page(write(pixel_table(100, id_start=100), d / "b.parquet"))
+    return d, ["b.parquet", "checksum"]
+
+
+def null_ids(root: Path):
+    d = _beside_good(root, "null_ids")
+    t = pixel_table(100, id_start=100)
+    ids = pa.array([None if i == 150 else i for i in range(100, 200)], pa.int64())
+    write(t.set_column(0, schema.ID, ids), d / "b.parquet")
+    return d, ["b.parquet", "null ids"]
+
+
+def duplicate_ids(root: Path):
+    d = _beside_good(root, "duplicate_ids")
+    t = pixel_table(100, id_start=100)
+    ids = pa.array([120 if i == 170 else i for i in range(100, 200)], pa.int64())
+    write(t.set_column(0, schema.ID, ids), d / "b.parquet")
+    return d, ["b.parquet", "duplicate id 120"]
+
+
+def duplicate_ids_across_files(root: Path):
+    d = _beside_good(root, "duplicate_ids_across_files")
+    write(pixel_table(100, id_start=50), d / "b.parquet")  # ids 50..99 are in a.parquet too
+    return d, ["a.parquet", "b.parquet", "duplicate id"]
+
+
+def _float_case(root: Path, name: str, bad: float):
+    d = root / name
+    write(float_table(100), d / "a.parquet")
+    t = float_table(100, id_start=100)
+    rows = t.column("features").to_pylist()
+    rows[37][2] = bad
+    write(t.set_column(1, "features", pa.array(rows, pa.list_(pa.float64()))), d / "b.parquet")
+    return d, ["b.parquet", "NaN or Inf"]
+
+
+def nan(root: Path):
+    return _float_case(root, "nan", float("nan"))
+
+
+def inf(root: Path):
+    return _float_case(root, "inf", float("inf"))
+
+
+def ragged_width(root: Path):
+    d = root / "ragged_width"
+    write(float_table(100), d / "a.parquet")
+    rows = float_table(100, id_start=100).column("features").to_pylist()
+    rows[5] = rows[5][:-1]
+    t = float_table(100, id_start=100)
+    write(t.set_column(1, "features", pa.array(rows, pa.list_(pa.float64()))), d / "b.parquet")
+    return d, ["b.parquet", f"{WIDTH - 1} values (expected {WIDTH})"]
+
+
+# case -> (builder, the model it reads with: "pixels" or "features")
+TASK_CASES = {
+    "bit_flip": (bit_flip, "pixels"),
+    "null_ids": (null_ids, "pixels"),
+    "duplicate_ids": (duplicate_ids, "pixels"),
+    "duplicate_ids_across_files": (duplicate_ids_across_files, "pixels"),
+    "nan": (nan, "features"),
+    "inf": (inf, "features"),
+    "ragged_width": (ragged_width, "features"),
+}

@@ -1,12 +1,10 @@
 """Encode under faults (issue #12, item 8): a worker process that dies once changes nothing in
-the output; a deterministic error in one input file fails the job naming that file, exit 2,
-with nothing committed and nothing staged left behind."""
+the output. The deterministic error in one input file (a flipped bit in a page, NaN rows, bad
+ids: the job fails naming the file, exit 2, nothing committed or staged) is the bad-input
+catalogue's, for every command: ``test_bad_input_in_tasks.py``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import bad_files
@@ -25,7 +23,6 @@ from vae_core.model import VAE
 
 pytestmark = [pytest.mark.reliability, pytest.mark.ray]
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "models:/tiny@champion"
 DIGITS_ROWS = 1797
 
@@ -63,26 +60,3 @@ def test_a_worker_that_exits_once_changes_nothing(ray_local, tmp_path):
     for name in expected.column_names:  # same ids, latents, samples and scores, bit for bit
         assert table.column(name).equals(expected.column(name)), name
     assert hidden_leftovers(tmp_path) == []
-
-
-def test_a_corrupt_file_fails_the_job_naming_it(ray_local, tmp_path):
-    register_tiny()
-    data = tmp_path / "in"
-    for i, name in enumerate(["a", "b", "c"]):
-        bad_files.write(bad_files.pixel_table(200, id_start=200 * i), data / f"{name}.parquet")
-    bad_files.flip_bit_in_page(data / "b.parquet")
-    out = tmp_path / "latent"
-    import ray
-
-    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
-    cmd = [sys.executable, "-m", "jobs", "encode", "--model", MODEL]
-    cmd += ["--data", str(data), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-    print(proc.stderr)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr[-3000:]  # the whole of stderr: no Ray traceback before
-    assert lines[0].startswith("vaepipe: error: ") and str(data / "b.parquet") in lines[0]
-    assert "checksum" in lines[0]
-    assert not out.exists() and hidden_leftovers(tmp_path) == []

@@ -1,0 +1,149 @@
+"""The bad-input catalogue (issue #12, item 9), part 2: problems only a Ray task can see (a
+flipped bit in a page, null or duplicate ids, NaN/Inf, rows of the wrong width).
+
+Each command (prepare, train, encode, evaluate) must still answer with one line naming the file
+and the problem, exit 2, with no output, no staging and no model version left. In-process under
+one module-wide Ray (capsys sees Ray's driver-side console handlers), plus one real subprocess
+per command: the proof that the whole of a terminal's stderr is that one line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bad_files
+import mlflow
+import pytest
+import torch
+
+from jobs.cli import main
+from pipeline.data.batches import Preprocessor
+from pipeline.data.schema import XLayout
+from pipeline.tracking import mlflow_store, registry
+from vae_core.config import ModelConfig
+from vae_core.model import VAE
+
+pytestmark = [pytest.mark.reliability, pytest.mark.ray]
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = {"pixels": "models:/tiny@champion", "features": "models:/tab@champion"}
+COMMANDS = ("prepare", "train", "encode", "evaluate")
+STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def argv(command: str, data: Path, out: Path, model: str) -> list[str]:
+    return {
+        "prepare": ["prepare", str(data), "--out", str(out)],
+        "train": ["train", "--data", str(data), "--set", "train.epochs=1"],
+        "encode": ["encode", "--model", model, "--data", str(data), "--out", str(out)],
+        "evaluate": ["evaluate", "--model", model, "--data", str(data)],
+    }[command]
+
+
+def register(name: str, layout: XLayout) -> None:
+    torch.manual_seed(0)
+    vae = VAE(ModelConfig(input_shape=layout.shape, latent_dim=3, hidden_sizes=(16,))).eval()
+    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("catalogue")):
+        registry.log_vae(vae, Preprocessor(layout).to_dict(), name, 1.0, "catalogue")
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory) -> str:
+    """One store per module with a pixel model and a float-features model."""
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        for var in STORE_VARS:
+            mp.setenv(var, uri)
+        mp.setenv("VAEPIPE_ARTIFACT_ROOT", str(root / "mlartifacts"))
+        mlflow_store.configure()
+        register("tiny", XLayout(bad_files.SHAPE, "uint8"))
+        register("tab", XLayout((bad_files.WIDTH,), "float32"))
+    mlflow.set_tracking_uri(None)
+    return uri
+
+
+@pytest.fixture
+def store(model_store, mlflow_tmp_store, monkeypatch) -> str:
+    for var in STORE_VARS:
+        monkeypatch.setenv(var, model_store)
+    mlflow.set_registry_uri(model_store)
+    yield model_store
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("catalogue")
+    return {
+        name: (*build(root), MODELS[kind]) for name, (build, kind) in bad_files.TASK_CASES.items()
+    }
+
+
+def versions() -> list[tuple[str, str]]:
+    return sorted((v.name, v.version) for v in mlflow.MlflowClient().search_model_versions())
+
+
+def check_refusal(code: int, err: str, needles: list[str], run_dir: Path, before) -> None:
+    assert code == 2, err[-3000:]
+    assert len(err.splitlines()) == 1, err[-3000:]  # the whole of stderr
+    assert err.startswith("vaepipe: error: ")
+    for word in needles:
+        assert word in err, (word, err)
+    assert [p.name for p in run_dir.iterdir()] == []  # no output, no staging, no lock
+    assert versions() == before
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", sorted(bad_files.TASK_CASES))
+def test_refused_from_a_task(case, command, catalogue, store, ray_local, tmp_path, capsys):
+    data, needles, model = catalogue[case]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    before = versions()
+    capsys.readouterr()
+    code = main(argv(command, data, run_dir / "out", model))
+    check_refusal(code, capsys.readouterr().err, needles, run_dir, before)
+
+
+# One real process per command: Ray's workers, its C++ side and its log handlers all write to
+# this stderr; nothing but the one line may reach it.
+SUBPROCESS_CASES = {
+    "prepare": "duplicate_ids",
+    "train": "nan",
+    "encode": "bit_flip",
+    "evaluate": "null_ids",
+}
+
+
+# Ray's C++ core writes one ERROR line straight to the driver's stderr when it creates a Ray
+# Data actor pool (Ray Data keeps the pool's constructor arguments in the object store and its
+# actors restartable; ray-project/ray#53727), outside Python logging. Raising Ray's C++ log
+# level (RAY_BACKEND_LOG_LEVEL) prints a line of its own. encode and evaluate use actor pools.
+CXX_NOTICE = pytest.mark.xfail(
+    strict=True, reason="Ray C++ 'constructor arguments in the object store' line on stderr"
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, marks=CXX_NOTICE) if c in ("encode", "evaluate") else c
+     for c in sorted(SUBPROCESS_CASES)],
+)  # fmt: skip
+def test_the_whole_of_stderr_is_one_line(command, catalogue, store, ray_local, tmp_path):
+    import ray
+
+    data, needles, model = catalogue[SUBPROCESS_CASES[command]]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    before = versions()
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    if command == "prepare":  # one of them starts its own local Ray, as a laptop run does
+        env.pop("RAY_ADDRESS")
+    cmd = [sys.executable, "-m", "jobs", *argv(command, data, run_dir / "out", model)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    print(proc.stderr)
+    check_refusal(proc.returncode, proc.stderr, needles, run_dir, before)
