@@ -70,6 +70,8 @@ def open_run(experiment: str, run_name: str, job_key: str) -> tuple[str, bool]:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
         _set_tags(client, run_id, owner)
+        if END_TAG in found[0].data.tags:  # how the earlier attempt ended; this one goes on
+            client.delete_tag(run_id, END_TAG)
         return run_id, True
     run = client.create_run(exp_id, run_name=run_name, tags={JOB_TAG: job_key, **owner})
     return run.info.run_id, False

@@ -11,6 +11,7 @@ pickle it by value instead.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -121,3 +122,59 @@ class HangOnce(TrainHook):
         detected = Path(self.detected)
         if loop.rank != self.rank and Path(self.marker).exists() and not detected.exists():
             _stamp(detected, f"rank {loop.rank}'s loop ended while rank {self.rank} hung")
+
+
+@dataclass(frozen=True)
+class HoldAfterCheckpoint(TrainHook):
+    """Rank 0 stops for good once epoch ``epoch`` (0-based) is checkpointed and in MLflow at
+    ``tracking_uri``, leaving ``marker``: the moment a test kills the driver, with a known last
+    checkpoint and nothing in flight."""
+
+    marker: str
+    epoch: int
+    tracking_uri: str
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        if loop.rank == 0 and epoch == self.epoch:
+            _wait_epoch_logged(self.tracking_uri, loop.job.tracking, epoch + 1)
+            _stamp(Path(self.marker), f"rank 0 held after checkpointing epoch {epoch + 1}")
+            threading.Event().wait()
+
+
+@dataclass(frozen=True)
+class BreakCheckpointsAndDie(TrainHook):
+    """Rank 0, once the epochs named in ``breaks`` (0-based epoch → how) are checkpointed and in
+    MLflow at ``tracking_uri``, breaks checkpoints in ``run_dir`` and SIGKILLs its process, once
+    per epoch (a ``broke-<epoch>`` file in ``folder`` records it). How: ``flip`` a byte in the
+    middle of the newest ``state.pt``, ``delete`` the newest checkpoint folder, ``truncate`` every
+    ``state.pt``. Every worker start appends the epochs it resumed after to ``folder/starts``."""
+
+    folder: str
+    run_dir: str
+    breaks: tuple[tuple[int, str], ...]
+    tracking_uri: str
+
+    def setup(self, loop: LoopView) -> None:
+        if loop.rank == 0:
+            with open(Path(self.folder) / "starts", "a") as f:
+                f.write(f"{loop.epochs_done}\n")
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        how = dict(self.breaks).get(epoch)
+        marker = Path(self.folder) / f"broke-{epoch}"
+        if loop.rank != 0 or how is None or marker.exists():
+            return
+        _wait_epoch_logged(self.tracking_uri, loop.job.tracking, epoch + 1)
+        newest, *_ = sorted(Path(self.run_dir).glob("epoch_*"), reverse=True)
+        if how == "flip":
+            state = newest / "state.pt"
+            data = bytearray(state.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            state.write_bytes(bytes(data))
+        elif how == "delete":
+            shutil.rmtree(newest)
+        else:
+            for state in Path(self.run_dir).glob("epoch_*/state.pt"):
+                state.write_bytes(state.read_bytes()[:100])
+        _stamp(marker, f"{how}: {newest.name}; SIGKILL rank 0 after epoch {epoch + 1}")
+        os.kill(os.getpid(), signal.SIGKILL)
