@@ -56,6 +56,9 @@ class LoopState:
     bad_epochs: int = 0  # epochs since the best validation loss
     stopped: bool = False  # early stopping fired
     best_model: dict[str, Tensor] = field(default_factory=dict)
+    # Each completed epoch's metrics as computed (what rank 0 logs to MLflow), so a restart can
+    # still send those its failed attempt checkpointed but never got through to MLflow.
+    epoch_metrics: list[dict[str, float]] = field(default_factory=list)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -80,6 +83,7 @@ def build_state(
         "stopped": state.stopped,
         "model": vae.state_dict(),
         "best_model": state.best_model,
+        "epoch_metrics": state.epoch_metrics,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -102,6 +106,7 @@ def restore_state(saved: dict[str, Any], vae: VAE, optimizer, scheduler, scaler)
         bad_epochs=saved["bad_epochs"],
         stopped=saved["stopped"],
         best_model=saved["best_model"],
+        epoch_metrics=list(saved.get("epoch_metrics", [])),  # absent before they were kept
     )
 
 
@@ -179,6 +184,10 @@ class _Worker:
     @property
     def epochs_done(self) -> int:
         return self.state.epoch
+
+    @property
+    def epoch_metrics(self) -> list[dict[str, float]]:
+        return self.state.epoch_metrics
 
     def _restore(self, latest) -> LoopState:
         fs, _ = checkpoints.filesystem_for(self.config.storage_path)
@@ -331,7 +340,9 @@ def train_func(config: WorkerConfig) -> dict[str, Any]:
             if w.state.stopped:
                 break
             w.hooks.on_epoch_start(w, epoch)
-            metrics = w.hooks.on_epoch_end(w, epoch, w.run_epoch(epoch))
+            computed = w.run_epoch(epoch)
+            w.state.epoch_metrics.append(computed)  # into the checkpoint the report writes
+            metrics = w.hooks.on_epoch_end(w, epoch, computed)
             history.append(w.report(metrics))
             w.hooks.after_checkpoint(w, epoch)
         w.hooks.before_test(w)
