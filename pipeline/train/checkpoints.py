@@ -7,9 +7,9 @@ torch's zip format has no checksum over tensor bytes, so a flipped bit in the we
 as quietly wrong numbers. Loading tries the newest checkpoint first and falls back to older ones
 when it is corrupt (unreadable, or not matching its digest) or missing; when checkpoints exist but
 none loads it fails with a clear error instead of silently restarting from epoch 0. (A checkpoint
-written before digests existed is loaded unchecked.) A checkpoint whose
-pickle would run code is not "corrupt" but hostile: it stops the load at once, with one line
-naming it, instead of quietly falling back to an older one.
+written before digests existed is loaded unchecked.) A checkpoint whose pickle would run code is
+not "corrupt" but hostile: it stops the load at once, with one line naming it, instead of quietly
+falling back to an older one.
 """
 
 from __future__ import annotations
