@@ -7,7 +7,8 @@ rank sees the same numbers (and so the same early-stopping decision), checkpoint
 (``pipeline.train.epochs``). Everything else joins through the hooks of the typed
 ``WorkerConfig`` (``pipeline.train.hooks``): MLflow logging, progress, and what tests and
 benchmarks plug in. ``WorkerConfig.train_order`` gives each epoch's training rows (hot and
-reshuffled, or streamed in a per-epoch unit order).
+reshuffled, or streamed in a per-epoch unit order). A ``Watchdog`` (``pipeline.train.watchdog``)
+hears of every batch, shard and checkpoint, and ends a worker hung for ``train.hang_timeout_s``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pipeline.train.epochs import (
     validate_epoch,
 )
 from pipeline.train.hooks import Hooks
+from pipeline.train.watchdog import Watchdog
 from pipeline.train.worker_config import WorkerConfig
 from vae_core.metrics import active_units
 from vae_core.model import VAE
@@ -172,6 +174,7 @@ class _Worker:
         self.first_batch_at: float | None = None
         self.hooks = Hooks(config.hooks)
         self.train_order = config.train_order
+        self.watchdog = Watchdog(self.job.train.hang_timeout_s, self.rank)
 
     @property
     def epochs_done(self) -> int:
@@ -194,6 +197,7 @@ class _Worker:
 
         if split not in self.shards:
             self.shards[split] = ray.train.get_dataset_shard(split)
+            self.watchdog.beat()
         return self.shards[split]
 
     def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
@@ -214,7 +218,9 @@ class _Worker:
             drop_last=train,  # equal shards + drop_last: every rank takes the same DDP steps
             with_meta=False,
         ):
+            self.watchdog.beat()  # a batch arrived
             yield batch.x
+            self.watchdog.beat()  # and its step (or evaluation) is done
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         _reseed(epoch_seed(self.job.train.seed, epoch, self.rank))
@@ -272,7 +278,9 @@ class _Worker:
                 )
                 checkpoints.save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            self.watchdog.beat()  # the checkpoint is written; reporting waits for every rank
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        self.watchdog.beat()
         return metrics
 
     def test(self) -> dict[str, float]:
@@ -316,6 +324,7 @@ def train_func(config: WorkerConfig) -> dict[str, Any]:
     """Ray Train worker entry point; rank 0's return value reaches the driver."""
     w = _Worker(config)
     history: list[dict[str, float]] = []  # this attempt's epochs (not those before a restart)
+    w.watchdog.start()
     try:
         w.hooks.setup(w)
         for epoch in range(w.state.epoch, w.job.train.epochs):
@@ -329,6 +338,7 @@ def train_func(config: WorkerConfig) -> dict[str, Any]:
         test_metrics = w.test()
         w.hooks.after_test(w, test_metrics)
     finally:
+        w.watchdog.stop()
         w.hooks.teardown(w)
     return {
         "test": test_metrics,
