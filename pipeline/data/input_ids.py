@@ -35,7 +35,8 @@ def check_distinct_ids(plan: SourcePlan) -> None:
     fs, column, paths = _id_files(plan)
     if not paths:
         return
-    buckets = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else 1
+    buckets = max(1, int(cpus))
     groups = [list(range(i, min(i + FILES_PER_MAP_TASK, len(paths))))
               for i in range(0, len(paths), FILES_PER_MAP_TASK)]  # fmt: skip
     map_task = ray.remote(_map_ids).options(num_returns=buckets)

@@ -82,7 +82,7 @@ def test_prepare_rejects_duplicate_ids_across_files(tmp_path):
         write_parquet(
             float_table(np.ones((3, 2)), ids=[1, 2, 3]), tmp_path / "in" / f"{name}.parquet"
         )
-    with pytest.raises(UserError, match="duplicate ids"):
+    with pytest.raises(UserError, match=r"a\.parquet and .*b\.parquet: duplicate id [123] "):
         prepare(DataConfig(source=str(tmp_path / "in")), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
