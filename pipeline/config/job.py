@@ -63,6 +63,10 @@ class TrainSettings(TypedConfig):
     """A rank waiting this long for the others (gradient all-reduce, metric reduction, the
     per-epoch report) fails the worker group, which restarts from the last checkpoint like a
     dead worker: a hung rank is found in minutes, not torch's 30. Needs 2+ workers."""
+    placement_timeout_s: float = setting(90.0, ge=3)
+    """How long a worker group may wait, in all, for the cluster to hold it (a node lost and
+    not replaced) before the job fails with a "not enough resources" line; an autoscaling
+    cluster that adds nodes on demand needs more than a node's start-up time."""
 
 
 @dataclass(frozen=True)

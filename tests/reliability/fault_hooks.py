@@ -121,3 +121,24 @@ class HangOnce(TrainHook):
         detected = Path(self.detected)
         if loop.rank != self.rank and Path(self.marker).exists() and not detected.exists():
             _stamp(detected, f"rank {loop.rank}'s loop ended while rank {self.rank} hung")
+
+
+@dataclass(frozen=True)
+class ParkOnNode(TrainHook):
+    """The rank running on Ray node ``node_id`` stops, once, after epoch ``epoch`` (0-based) is
+    checkpointed: it writes ``marker`` and waits on an event nobody sets, so the test kills
+    that node at a known point (the run has a checkpoint to resume from) and the job cannot
+    finish before it does."""
+
+    marker: str
+    node_id: str
+    epoch: int
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        import ray
+
+        marker = Path(self.marker)
+        here = ray.get_runtime_context().get_node_id()
+        if epoch == self.epoch and here == self.node_id and not marker.exists():
+            _stamp(marker, f"rank {loop.rank} parked on node {here} after epoch {epoch + 1}")
+            threading.Event().wait()
