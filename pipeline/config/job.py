@@ -60,9 +60,12 @@ class TrainSettings(TypedConfig):
     max_failures: int = setting(2, ge=-1)
     """Worker-group restarts (from the last checkpoint) before the run fails; -1: no limit."""
     hang_timeout_s: float = setting(600.0, ge=1)
-    """A rank waiting this long for the others (gradient all-reduce, metric reduction, the
-    per-epoch report) fails the worker group, which restarts from the last checkpoint like a
-    dead worker: a hung rank is found in minutes, not torch's 30. Needs 2+ workers."""
+    """A rank that makes no progress this long (no batch arrives or is stepped, no checkpoint is
+    written) ends its own process, and a rank waiting this long for the others (all-reduce, the
+    per-epoch report) fails: either way the worker group restarts from the last checkpoint like
+    after a dead worker, any number of workers. Default 10 minutes (not torch's 30); it must
+    exceed the longest legitimate pause: a split's first batch on a busy cluster, a checkpoint
+    upload, one test batch's IS-NLL."""
     placement_timeout_s: float = setting(90.0, ge=3)
     """How long a worker group may wait, in all, for the cluster to hold it (a node lost and
     not replaced) before the job fails with a "not enough resources" line; an autoscaling

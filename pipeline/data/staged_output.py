@@ -42,7 +42,8 @@ from pipeline.data.filesystems import Location, resolve
 from pipeline.errors import UserError
 
 MANIFEST = "_SUCCESS"
-# Tests: "encode:written", "encode:staged" or "encode:mid-commit" kills the process there.
+# Tests: "encode:written", "encode:staged", "encode:mid-commit" or "encode:swapped" (the commit
+# steps, in order) kills the process there.
 FAULT_ENV = "VAEPIPE_FAULT"
 
 
@@ -200,6 +201,7 @@ class StagedOutput:
                 self.out.rmdir()  # empty (existing() refused anything else)
         fault("encode:mid-commit")
         self.staging.rename(self.out)
+        fault("encode:swapped")
         if self.old.exists():
             shutil.rmtree(self.old)
 

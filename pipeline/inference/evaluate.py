@@ -26,11 +26,11 @@ from pipeline.config.data import DataConfig
 from pipeline.data import schema
 from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
-from pipeline.inference import anomaly
+from pipeline.inference import anomaly, complexity
 from pipeline.inference.disentanglement import disentanglement_scores
 from pipeline.inference.latent_encoder import ModelPayload, map_on_actors, plan_encoding
 from pipeline.inference.model_data import check_layout, resolve_model_data
-from pipeline.inference.row_scorer import FIGURES, RowScorer
+from pipeline.inference.row_scorer import COMPLEXITY, FIGURES, RowScorer
 from pipeline.tracking.registry import LoadedModel, load_vae
 from vae_core import metrics
 
@@ -60,6 +60,7 @@ class _Totals:
     mus: list[np.ndarray] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     labels: list[np.ndarray] = field(default_factory=list)
+    complexity: list[np.ndarray] = field(default_factory=list)
     kept: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(self, table: pa.Table, keep: tuple[str, ...]) -> None:
@@ -68,6 +69,8 @@ class _Totals:
         mu = table.column(schema.MU).combine_chunks()
         self.mus.append(mu.flatten().to_numpy().reshape(len(mu), -1))
         self.scores.append(table.column("neg_elbo").to_numpy())
+        if COMPLEXITY in table.column_names:
+            self.complexity.append(table.column(COMPLEXITY).to_numpy())
         if schema.LABEL in table.column_names:
             self.labels.append(table.column(schema.LABEL).to_numpy())
         for name in keep:
@@ -75,7 +78,10 @@ class _Totals:
         self.rows += table.num_rows
 
     def means(self) -> dict[str, float]:
-        return {k: v / self.rows for k, v in self.sums.items()}
+        out = {k: v / self.rows for k, v in self.sums.items()}
+        if self.complexity:
+            out[COMPLEXITY] = float(np.concatenate(self.complexity).mean())
+        return out
 
 
 def evaluate_model(
@@ -111,7 +117,9 @@ def evaluate_model(
     anomalies = _anomaly_rule(loaded, normal_labels, anomaly_class, labelled, data)
     keep = _factor_columns(ds, data) if disentanglement else ()
     payload = ModelPayload.from_vae(loaded.vae, resolved.preprocessor, {})
-    totals = _accumulate(payload, ds, batch_size, iw_samples, seed, keep, progress)
+    scorer = {"k": iw_samples, "seed": seed, "keep": keep}
+    scorer["complexity"] = anomalies is not None and _binary_model(loaded)
+    totals = _accumulate(payload, ds, batch_size, scorer, progress)
     if totals.rows == 0:
         raise UserError(f"split {split!r} of {data} has no rows")
     result = EvalResult(loaded.describe(), data, split, totals.rows, iw_samples, _metrics(totals))
@@ -138,20 +146,27 @@ def _split(cfg: DataConfig, split: str, loaded: LoadedModel):
     return src.splits[split], src.has_labels
 
 
+def _binary_model(loaded: LoadedModel) -> bool:
+    """Whether the model reads binarized samples with a Bernoulli likelihood: then its negative
+    ELBO is a code length of the input, comparable with the complexity's."""
+    binarize = (loaded.preprocessor or {}).get("binarize", "none")
+    return loaded.vae.cfg.likelihood == "bernoulli" and binarize != "none"
+
+
 def _accumulate(
     payload: ModelPayload,
     ds: Any,
     batch_size: int,
-    k: int,
-    seed: int,
-    keep: tuple[str, ...] = (),
+    scorer: dict[str, Any],
     progress: Progress | None = None,
 ) -> _Totals:
-    """Score every row on a pool of Ray actors, streaming; sum on the driver."""
+    """Score every row on a pool of Ray actors (``RowScorer(payload, **scorer)``), streaming;
+    sum on the driver."""
     import ray
 
     plan = plan_encoding(ray.cluster_resources())
-    kwargs = {"payload": payload, "k": k, "seed": seed, "keep": keep}
+    kwargs = {"payload": payload, **scorer}
+    keep = scorer.get("keep", ())
     scored = map_on_actors(ds, RowScorer, kwargs, plan, batch_size)
     totals = _Totals()
     with user_errors():
@@ -218,6 +233,10 @@ def _anomaly_figures(
         f"auroc_{rule.name}": anomaly.auroc(scores, positive),
         f"auprc_{rule.name}": anomaly.auprc(scores, positive),
     }
+    if totals.complexity:  # the input-complexity-corrected score (``complexity``)
+        corrected = complexity.corrected_score(scores, np.concatenate(totals.complexity))
+        figures[f"auroc_{rule.name}_corrected"] = anomaly.auroc(corrected, positive)
+        figures[f"auprc_{rule.name}_corrected"] = anomaly.auprc(corrected, positive)
     return figures, {f"roc_{rule.name}.png": anomaly.roc_png(scores, positive, rule.name)}
 
 

@@ -18,16 +18,19 @@ import torch
 from pipeline.data import schema
 from pipeline.data.batches import Preprocessor, to_torch_batch
 from pipeline.data.hashing import id_hash
+from pipeline.inference import complexity
 from pipeline.inference.latent_encoder import ModelPayload, fixed_list
 from vae_core import objectives
 
 ROW_CHUNK = 1000  # samples decoded at once for one row; fixed, so the draws are too
 FIGURES = ("neg_elbo", "reconstruction", "kl", "is_nll")
+COMPLEXITY = "complexity_bits"  # with ``complexity=True``: the input's generic code length
 
 
 class RowScorer:
     """Arrow rows (``id``, ``x``, optional ``label`` and pass-through columns) → ``id``, ``mu``,
-    the ``FIGURES`` (float64 nats), and the label / pass-through columns."""
+    the ``FIGURES`` (float64 nats), the label / pass-through columns, and with ``complexity``
+    (binary model inputs only) ``COMPLEXITY``: each input's code length in bits."""
 
     def __init__(
         self,
@@ -37,12 +40,13 @@ class RowScorer:
         keep: tuple[str, ...] = (),
         threads: int = 1,
         device: str = "cpu",
+        complexity: bool = False,
     ) -> None:
         torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.vae = payload.build_vae(self.device)
         self.pre = Preprocessor.from_dict(payload.preprocessor)  # deterministic already
-        self.k, self.seed, self.keep = k, seed, keep
+        self.k, self.seed, self.keep, self.complexity = k, seed, keep, complexity
 
     def __call__(self, table: pa.Table) -> pa.Table:
         batch = to_torch_batch(table, self.pre, self.device)
@@ -53,6 +57,10 @@ class RowScorer:
         cols: dict[str, Any] = {schema.ID: table.column(schema.ID), schema.MU: fixed_list(mu)}
         for j, name in enumerate(FIGURES):
             cols[name] = pa.array(np.array([r[j] for r in rows], dtype=np.float64))
+        if self.complexity:
+            binary = (batch.x > 0.5).cpu().numpy().reshape(len(rows), -1)  # (B, numel)
+            planes = complexity.as_planes(binary, tuple(self.vae.cfg.input_shape))
+            cols[COMPLEXITY] = pa.array(complexity.code_length_bits(planes))
         for name in (schema.LABEL, *self.keep):
             if name in table.column_names:
                 cols[name] = table.column(name)

@@ -70,6 +70,8 @@ def open_run(experiment: str, run_name: str, job_key: str) -> tuple[str, bool]:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
         _set_tags(client, run_id, owner)
+        if END_TAG in found[0].data.tags:  # how the earlier attempt ended; this one goes on
+            client.delete_tag(run_id, END_TAG)
         return run_id, True
     run = client.create_run(exp_id, run_name=run_name, tags={JOB_TAG: job_key, **owner})
     return run.info.run_id, False
@@ -190,14 +192,19 @@ class EpochLogger:
         (``earlier_steps``). A batch is logged whole or not at all, so one key stands for all."""
         import time
 
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)  # when measured, not when the outbox gets it through
-        batch = [Metric(f"{prefix}{k}", float(v), now, step) for k, v in metrics.items()]
+        values = [(f"{prefix}{k}", float(v)) for k, v in metrics.items()]
 
         def write() -> None:  # the check is part of the write: a delayed or retried write redoes it
+            client = self._client  # waits until the opening thread has imported MLflow
+            # Importing MLflow here, not in the caller's thread: two threads importing its
+            # modules at once can deadlock on Python's import locks (a restarted rank 0 logs
+            # its checkpointed epochs while the client is still opening).
+            from mlflow.entities import Metric
+
             if once_by is None or step not in self.earlier_steps(once_by):
-                self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+                batch = [Metric(key, value, now, step) for key, value in values]
+                client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
         self._outbox.put(write)
 

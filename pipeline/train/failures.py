@@ -72,7 +72,8 @@ def rank_cause(err: BaseException) -> str:
         how = f"{found.group(1)}: " if found else ""
         return (
             f"its process died ({how}killed by a signal such as SIGKILL or the OOM killer, "
-            "a crash, or the loss of its node)"
+            "a crash, its watchdog after train.hang_timeout_s without progress, or the loss "
+            "of its node)"
         )
     if isinstance(err, WorkerHealthCheckTimeoutError):
         return _first_line(err)

@@ -42,6 +42,12 @@ class LoopView(Protocol):
     @property
     def epochs_done(self) -> int: ...
 
+    @property
+    def epoch_metrics(self) -> Sequence[Mapping[str, float]]:
+        """Each completed epoch's metrics as computed, those of a restored checkpoint included
+        (its ``epoch`` entry is the epoch's number, from 1)."""
+        ...
+
 
 class TrainHook:
     """No-op base: override the points you need. ``epoch`` is 0-based (the one being run)."""

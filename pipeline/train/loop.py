@@ -7,7 +7,8 @@ rank sees the same numbers (and so the same early-stopping decision), checkpoint
 (``pipeline.train.epochs``). Everything else joins through the hooks of the typed
 ``WorkerConfig`` (``pipeline.train.hooks``): MLflow logging, progress, and what tests and
 benchmarks plug in. ``WorkerConfig.train_order`` gives each epoch's training rows (hot and
-reshuffled, or streamed in a per-epoch unit order).
+reshuffled, or streamed in a per-epoch unit order). A ``Watchdog`` (``pipeline.train.watchdog``)
+hears of every batch, shard and checkpoint, and ends a worker hung for ``train.hang_timeout_s``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pipeline.train.epochs import (
     validate_epoch,
 )
 from pipeline.train.hooks import Hooks
+from pipeline.train.watchdog import Watchdog
 from pipeline.train.worker_config import WorkerConfig
 from vae_core.metrics import active_units
 from vae_core.model import VAE
@@ -54,6 +56,9 @@ class LoopState:
     bad_epochs: int = 0  # epochs since the best validation loss
     stopped: bool = False  # early stopping fired
     best_model: dict[str, Tensor] = field(default_factory=dict)
+    # Each completed epoch's metrics as computed (what rank 0 logs to MLflow), so a restart can
+    # still send those its failed attempt checkpointed but never got through to MLflow.
+    epoch_metrics: list[dict[str, float]] = field(default_factory=list)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -78,6 +83,7 @@ def build_state(
         "stopped": state.stopped,
         "model": vae.state_dict(),
         "best_model": state.best_model,
+        "epoch_metrics": state.epoch_metrics,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -100,6 +106,7 @@ def restore_state(saved: dict[str, Any], vae: VAE, optimizer, scheduler, scaler)
         bad_epochs=saved["bad_epochs"],
         stopped=saved["stopped"],
         best_model=saved["best_model"],
+        epoch_metrics=list(saved.get("epoch_metrics", [])),  # absent before they were kept
     )
 
 
@@ -172,10 +179,15 @@ class _Worker:
         self.first_batch_at: float | None = None
         self.hooks = Hooks(config.hooks)
         self.train_order = config.train_order
+        self.watchdog = Watchdog(self.job.train.hang_timeout_s, self.rank)
 
     @property
     def epochs_done(self) -> int:
         return self.state.epoch
+
+    @property
+    def epoch_metrics(self) -> list[dict[str, float]]:
+        return self.state.epoch_metrics
 
     def _restore(self, latest) -> LoopState:
         fs, _ = checkpoints.filesystem_for(self.config.storage_path)
@@ -194,6 +206,7 @@ class _Worker:
 
         if split not in self.shards:
             self.shards[split] = ray.train.get_dataset_shard(split)
+            self.watchdog.beat()
         return self.shards[split]
 
     def batches(self, split: str, epoch: int, train: bool) -> Iterator[Tensor]:
@@ -214,7 +227,9 @@ class _Worker:
             drop_last=train,  # equal shards + drop_last: every rank takes the same DDP steps
             with_meta=False,
         ):
+            self.watchdog.beat()  # a batch arrived
             yield batch.x
+            self.watchdog.beat()  # and its step (or evaluation) is done
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         _reseed(epoch_seed(self.job.train.seed, epoch, self.rank))
@@ -272,7 +287,9 @@ class _Worker:
                 )
                 checkpoints.save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            self.watchdog.beat()  # the checkpoint is written; reporting waits for every rank
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        self.watchdog.beat()
         return metrics
 
     def test(self) -> dict[str, float]:
@@ -316,19 +333,23 @@ def train_func(config: WorkerConfig) -> dict[str, Any]:
     """Ray Train worker entry point; rank 0's return value reaches the driver."""
     w = _Worker(config)
     history: list[dict[str, float]] = []  # this attempt's epochs (not those before a restart)
+    w.watchdog.start()
     try:
         w.hooks.setup(w)
         for epoch in range(w.state.epoch, w.job.train.epochs):
             if w.state.stopped:
                 break
             w.hooks.on_epoch_start(w, epoch)
-            metrics = w.hooks.on_epoch_end(w, epoch, w.run_epoch(epoch))
+            computed = w.run_epoch(epoch)
+            w.state.epoch_metrics.append(computed)  # into the checkpoint the report writes
+            metrics = w.hooks.on_epoch_end(w, epoch, computed)
             history.append(w.report(metrics))
             w.hooks.after_checkpoint(w, epoch)
         w.hooks.before_test(w)
         test_metrics = w.test()
         w.hooks.after_test(w, test_metrics)
     finally:
+        w.watchdog.stop()
         w.hooks.teardown(w)
     return {
         "test": test_metrics,

@@ -9,7 +9,10 @@ Exactly once per step: a worker group restarted from its last checkpoint redoes 
 failed attempt ran after that checkpoint, and rank 0 may have logged some of them already. An
 epoch (or the test metrics) already in the run is not logged again: its first values stay. The
 redo starts from the same checkpoint with the same per-epoch seeds, so it computes the same
-figures up to floating-point reduction order.
+figures up to floating-point reduction order. And at least once: a restarted rank 0 sends again
+the metrics of every epoch its checkpoint holds, skipping those the run has, so an epoch whose
+write was still in flight when the failed attempt died (its checkpoint already written) is not
+lost. (Its image grids are.)
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class MlflowEpochLogging(TrainHook):
         from pipeline.tracking.runs import EpochLogger
 
         self.logger = EpochLogger(self.run_id, self.tracking_uri)
+        for metrics in loop.epoch_metrics:  # checkpointed epochs: sent if the run lacks them
+            self.logger.log_metrics(dict(metrics), int(metrics[EPOCH_KEY]), once_by=EPOCH_KEY)
         self.started = time.perf_counter()
         self.image_seconds = 0.0  # spent on image grids so far (see IMAGE_TIME_SHARE)
         self.images_epoch: int | None = None

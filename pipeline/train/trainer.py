@@ -14,6 +14,7 @@ Workers get a typed ``WorkerConfig``; MLflow logging and progress join the loop 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -35,6 +36,8 @@ from pipeline.train.mlflow_hook import MlflowEpochLogging
 from pipeline.train.progress import POLL_S, Progress, ProgressChannel
 from pipeline.train.resources import WorkerPlan, plan_workers
 from pipeline.train.worker_config import WorkerConfig
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
 # A worker group that cannot be placed (a node lost for good) is a *controller* failure, retried
@@ -254,18 +257,26 @@ def user_facing(exc: BaseException, max_failures: int, ask=None) -> BaseExceptio
     return job_failure(exc, max_failures, ask) or exc
 
 
-def _final_vae(cfg: TrainJobConfig, result, storage: str, run_name: str):
-    """The best model of the run, from its newest loadable checkpoint."""
-    from vae_core.model import VAE
-
-    fs, root = checkpoints.filesystem_for(storage)
-    preferred = result.checkpoint.path if result.checkpoint is not None else None
-    state = checkpoints.load_latest_state(fs, f"{root}/{run_name}", preferred)
+def say_where_it_resumes(run_id: str, storage: str, run_dir: str) -> None:
+    """One line: the epoch a rerun of a job continues after, read from the checkpoint the
+    workers will restore (the newest loadable one; a run with none left fails here, before
+    any worker starts)."""
+    fs, _ = checkpoints.filesystem_for(storage)
+    state = checkpoints.load_latest_state(fs, run_dir)
     if state is None:
-        raise RuntimeError(f"training of {run_name} finished without a checkpoint")
-    vae = VAE(cfg.model)
-    vae.load_state_dict(state["best_model"] or state["model"])
-    return vae.eval()
+        log.info("continuing MLflow run %s from epoch 1: no checkpoint in %s yet", run_id, run_dir)
+    else:
+        log.info(
+            "resuming MLflow run %s after epoch %d, from checkpoint %s",
+            run_id, state["epoch"], state["path"],
+        )  # fmt: skip
+
+
+def _best_model(cfg: TrainJobConfig, result, storage: str, run_name: str):
+    """The run's best model and its validation loss, both from its newest loadable checkpoint."""
+    fs, root = checkpoints.filesystem_for(storage)
+    final = result.checkpoint.path if result.checkpoint is not None else None
+    return checkpoints.best_model(fs, f"{root}/{run_name}", cfg.model, final)
 
 
 def run_training(
@@ -315,8 +326,10 @@ def run_training(
             out = fitted.return_value or {}
             return _result(out, "", cfg.tracking.model_name, "", (), run_name)
         job_key = f"{storage}/{run_name}"
-        run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
+        run_id, resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
         with runs.tracked_run(run_id):
+            if resumed:
+                say_where_it_resumes(run_id, worker.storage_path, worker.run_dir)
             runs.log_job_config(run_id, cfg.to_dict(), config_file)
             log_inputs(run_id, cfg.data.source, source.digest, split_rows(source, order))
             # MLflow first: its tracking_seconds then reach the progress events too.
@@ -325,13 +338,16 @@ def run_training(
             trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
             result = _fit_with_progress(trainer, channel, progress, cfg, plan)
             out = result.return_value or {}
-            vae = _final_vae(cfg, result, storage, run_name)
+            best = _best_model(cfg, result, storage, run_name)
+            # The figures the registered weights were chosen by (an older checkpoint's, when
+            # the final one cannot be read).
+            out = {**out, "best_val_loss": best.val_loss, "best_epoch": best.epoch}
             with mlflow.start_run(run_id=run_id):
                 version = log_vae(
-                    vae,
+                    best.vae,
                     preprocessor.to_dict(),
                     cfg.tracking.model_name,
-                    out["best_val_loss"],
+                    best.val_loss,
                     cfg.data.source,
                     data_config=cfg.data.to_dict(),
                     data_digest=source.digest,

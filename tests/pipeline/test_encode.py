@@ -169,7 +169,10 @@ def _encode_killed_at(point: str, out: Path, overwrite: bool) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.reliability
 def test_killed_at_any_step_then_rerun_gives_the_same_rows(ray_local, tmp_path):
+    """A kill at each commit step of ``StagedOutput.commit``, in order; after each, a plain
+    rerun leaves one complete output with the reference rows and nothing hidden beside it."""
     register()
     out = tmp_path / "latent"
     # Killed after the data files were written, before the manifest: nothing is visible.
@@ -179,12 +182,22 @@ def test_killed_at_any_step_then_rerun_gives_the_same_rows(ray_local, tmp_path):
     reference = read_latents(out)
     assert res.rows == reference.num_rows == DIGITS_ROWS
     assert hidden_leftovers(tmp_path) == []
-    # Killed between the two commit renames of an --overwrite: the rerun finishes the commit.
-    _encode_killed_at("encode:mid-commit", out, overwrite=True)
-    assert not out.exists()
-    res = encode_dataset("models:/tiny@champion", "digits", out)
-    assert res.skipped  # the recovered output is complete and from the same model
-    table = read_latents(out)
-    assert table.column("id").equals(reference.column("id"))
-    assert table.column("mu").equals(reference.column("mu"))
-    assert hidden_leftovers(tmp_path) == []
+    # The later steps, each in an --overwrite of that complete output:
+    #   staged: the new manifest is in staging, the old output still in place (rerun: kept);
+    #   mid-commit: the old output moved aside, staging not yet in (rerun: finishes the commit);
+    #   swapped: staging is the output, the old one not yet deleted (rerun: deletes it).
+    for point, visible, left in [
+        ("encode:staged", True, ["staging"]),
+        ("encode:mid-commit", False, ["old", "staging"]),
+        ("encode:swapped", True, ["old"]),
+    ]:
+        _encode_killed_at(point, out, overwrite=True)
+        assert out.exists() == visible, point
+        kinds = sorted(n.split(".vaepipe-")[1].split("-")[0] for n in hidden_leftovers(tmp_path))
+        assert kinds == sorted(["lock", *left]), (point, kinds)  # a killed writer's lock file
+        res = encode_dataset("models:/tiny@champion", "digits", out)
+        assert res.skipped, point  # the recovered output is complete and from the same model
+        table = read_latents(out)
+        assert table.column("id").equals(reference.column("id")), point
+        assert table.column("mu").equals(reference.column("mu")), point
+        assert hidden_leftovers(tmp_path) == [], point

@@ -87,6 +87,10 @@ def test_same_numbers_whatever_the_batching_and_anomaly_figures(ray_local):
         assert small.metrics[key] == pytest.approx(big.metrics[key], rel=1e-9), key
     assert 0.0 <= big.metrics["auroc_normal_3"] <= 1.0
     assert 0.0 < big.metrics["auprc_normal_3"] <= 1.0
+    # A binarized Bernoulli model also gets the input-complexity-corrected score's figures.
+    assert 0.0 <= big.metrics["auroc_normal_3_corrected"] <= 1.0
+    assert big.metrics["complexity_bits"] > 0
+    assert "auroc_normal_3_corrected" not in small.metrics  # no anomaly figures asked
     client = mlflow.MlflowClient()
     names = [a.path for a in client.list_artifacts(run_id, "evaluation")]
     assert "evaluation/eval_test_roc_normal_3.png" in names

@@ -102,10 +102,11 @@ def test_early_stopping_tracks_the_best_model():
     assert set(state.best_model) == set(vae.state_dict())
 
 
-def _save(tmp_path, epoch: int, vae, opt, sched) -> str:
+def _save(tmp_path, epoch: int, vae, opt, sched, best_val: float = 1.0) -> str:
     d = tmp_path / checkpoints.checkpoint_dir_name(epoch)
     d.mkdir()
-    state = LoopState(epoch=epoch, step=epoch * 8, best_val=1.0, best_model=vae.state_dict())
+    state = LoopState(epoch=epoch, step=epoch * 8, best_val=best_val, best_epoch=epoch)
+    state.best_model = {k: v.clone() for k, v in vae.state_dict().items()}
     checkpoints.save_state(build_state(state, vae, opt, sched, None), d)
     return str(d)
 
@@ -127,11 +128,40 @@ def test_corrupt_or_missing_latest_checkpoint_falls_back(tmp_path):
     vae, opt, sched = _parts()
     _save(tmp_path, 1, vae, opt, sched)
     latest = _save(tmp_path, 2, vae, opt, sched)
-    (tmp_path / latest / checkpoints.STATE_FILE).write_bytes(b"truncated")
     fs = pafs.LocalFileSystem()
+    state_pt = tmp_path / latest / checkpoints.STATE_FILE
+    data = bytearray(state_pt.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the tensor data: torch loads it quietly
+    state_pt.write_bytes(bytes(data))
+    assert checkpoints.load_latest_state(fs, str(tmp_path))["epoch"] == 1
+    state_pt.write_bytes(b"truncated")
     assert checkpoints.load_latest_state(fs, str(tmp_path))["epoch"] == 1
     missing = str(tmp_path / "epoch_00009-0")  # Ray's latest, deleted from storage
     assert checkpoints.load_latest_state(fs, str(tmp_path), preferred=missing)["epoch"] == 1
+
+
+def test_best_model_comes_with_its_own_checkpoints_validation_loss(tmp_path, caplog):
+    """Item 6: when the final checkpoint cannot be read, the registered weights and the
+    validation loss they are registered under both come from the checkpoint that was used."""
+    vae, opt, sched = _parts()
+    older = _save(tmp_path, 1, vae, opt, sched, best_val=90.0)
+    kept = {k: v.clone() for k, v in vae.state_dict().items()}
+    train_epoch(vae, _batches(_data(64)), opt, ObjectiveConfig(), 0, sched)  # new weights
+    final = _save(tmp_path, 2, vae, opt, sched, best_val=80.0)
+    fs, model_cfg = pafs.LocalFileSystem(), vae.cfg
+
+    best = checkpoints.best_model(fs, str(tmp_path), model_cfg, final)
+    assert (best.val_loss, best.epoch, best.checkpoint) == (80.0, 2, final)
+    assert not caplog.records
+
+    (tmp_path / final / checkpoints.STATE_FILE).write_bytes(b"truncated")
+    best = checkpoints.best_model(fs, str(tmp_path), model_cfg, final)
+    assert (best.val_loss, best.epoch, best.checkpoint) == (90.0, 1, older)
+    for name, tensor in best.vae.state_dict().items():
+        assert torch.equal(tensor, kept[name]), name
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][-1:]
+    assert f"the final checkpoint {final} cannot be read" in warning
+    assert "validation loss 90" in warning
 
 
 def test_no_loadable_checkpoint_is_a_clear_error_not_epoch_zero(tmp_path):

@@ -11,6 +11,7 @@ pickle it by value instead.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -96,13 +97,11 @@ class SigkillEveryAttempt(TrainHook):
 class HangOnce(TrainHook):
     """Rank ``rank`` stops making progress once, after the first step of epoch ``epoch``
     (0-based): it waits on an event nobody sets, alive but stuck, as a deadlocked worker is.
-    Files record when: ``marker`` the hang (so the restarted worker goes on), ``detected`` the
-    moment another rank's loop failed because of it (its ``teardown``), ``resumed`` the
+    Files record when: ``marker`` the hang (so the restarted worker goes on), ``resumed`` the
     restarted group's setup."""
 
     marker: str
     resumed: str
-    detected: str
     rank: int
     epoch: int
 
@@ -117,10 +116,70 @@ class HangOnce(TrainHook):
             _stamp(marker, f"rank {loop.rank} hangs in epoch {epoch + 1}")
             threading.Event().wait()
 
-    def teardown(self, loop: LoopView) -> None:
-        detected = Path(self.detected)
-        if loop.rank != self.rank and Path(self.marker).exists() and not detected.exists():
-            _stamp(detected, f"rank {loop.rank}'s loop ended while rank {self.rank} hung")
+
+@dataclass(frozen=True)
+class HoldAfterCheckpoint(TrainHook):
+    """Rank 0 stops for good once epoch ``epoch`` (0-based) is checkpointed and in MLflow at
+    ``tracking_uri``, leaving ``marker``: the moment a test kills the driver, with a known last
+    checkpoint and nothing in flight."""
+
+    marker: str
+    epoch: int
+    tracking_uri: str
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        if loop.rank == 0 and epoch == self.epoch:
+            _wait_epoch_logged(self.tracking_uri, loop.job.tracking, epoch + 1)
+            _stamp(Path(self.marker), f"rank 0 held after checkpointing epoch {epoch + 1}")
+            threading.Event().wait()
+
+
+@dataclass(frozen=True)
+class BreakCheckpointsAndDie(TrainHook):
+    """Rank 0, once the epochs named in ``breaks`` (0-based epoch → how) are checkpointed and in
+    MLflow at ``tracking_uri``, breaks checkpoints in ``run_dir`` and SIGKILLs its process, once
+    per epoch (a ``broke-<epoch>`` file in ``folder`` records it). How, comma-separated steps
+    each on the checkpoints left by the one before: ``delete`` the newest checkpoint folder,
+    ``flip`` a byte in the middle of the newest ``state.pt``, ``truncate`` every ``state.pt``.
+    Every worker start appends the epochs it resumed after to ``folder/starts``."""
+
+    folder: str
+    run_dir: str
+    breaks: tuple[tuple[int, str], ...]
+    tracking_uri: str
+
+    def setup(self, loop: LoopView) -> None:
+        if loop.rank == 0:
+            with open(Path(self.folder) / "starts", "a") as f:
+                f.write(f"{loop.epochs_done}\n")
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        how = dict(self.breaks).get(epoch)
+        marker = Path(self.folder) / f"broke-{epoch}"
+        if loop.rank != 0 or how is None or marker.exists():
+            return
+        _wait_epoch_logged(self.tracking_uri, loop.job.tracking, epoch + 1)
+        done = [_break_checkpoints(Path(self.run_dir), step) for step in how.split(",")]
+        _stamp(marker, f"{'; '.join(done)}; SIGKILL rank 0 after epoch {epoch + 1}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _break_checkpoints(run_dir: Path, how: str) -> str:
+    """One step of ``BreakCheckpointsAndDie``; what it did, in words."""
+    newest, *_ = sorted(run_dir.glob("epoch_*"), reverse=True)
+    if how == "delete":
+        shutil.rmtree(newest)
+        return f"deleted {newest.name}"
+    if how == "flip":
+        state = newest / "state.pt"
+        data = bytearray(state.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        state.write_bytes(bytes(data))
+        return f"flipped a byte of {newest.name}/state.pt"
+    assert how == "truncate", how
+    for state in run_dir.glob("epoch_*/state.pt"):
+        state.write_bytes(state.read_bytes()[:100])
+    return "truncated every state.pt"
 
 
 @dataclass(frozen=True)
