@@ -138,8 +138,11 @@ def _ray_ports() -> list[str]:
     return [part for flag in flags for part in (flag, str(procs.free_port()))]
 
 
-def _start_head(root: Path, env: dict[str, str], num_cpus: int) -> tuple[RayNode, str, str]:
+def _start_head(
+    root: Path, env: dict[str, str], num_cpus: int, system_config: dict | None
+) -> tuple[RayNode, str, str]:
     gcs_port, dash_port = procs.free_port(), procs.free_port()
+    overrides = ["--system-config", json.dumps(system_config)] if system_config else []
     temp_dir = _short_temp_dir("vp_head_")
     cmd = [
         _bin("ray"), "start", "--head", "--block", "--disable-usage-stats",
@@ -147,7 +150,7 @@ def _start_head(root: Path, env: dict[str, str], num_cpus: int) -> tuple[RayNode
         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(dash_port), "--temp-dir", temp_dir,
         "--num-cpus", str(num_cpus), "--object-store-memory", str(300 * 1024**2),
-        *_ray_ports(),
+        *_ray_ports(), *overrides,
     ]  # fmt: skip
     pid = procs.spawn(cmd, env, root / "logs" / "ray-head.log")
     node = RayNode(pid=pid, temp_dir=temp_dir, num_cpus=num_cpus, head=True)
@@ -204,21 +207,48 @@ def _wait_nodes(state: StackState, count: int) -> None:
 
 
 def _alive_node_count(url: str, token: str) -> int:
+    return len(_alive_raylets(url, token))
+
+
+def _alive_raylets(url: str, token: str) -> list[dict]:
+    """The head's view of every alive raylet (empty while it cannot answer)."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback)
             summary = json.load(resp)["data"]["summary"]
     except (urllib.error.URLError, OSError, KeyError, ValueError):
-        return 0
-    return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
+        return []
+    raylets = (n.get("raylet", {}) for n in summary)
+    return [r for r in raylets if r.get("state") == "ALIVE"]
+
+
+def node_id(state: StackState, node: RayNode) -> str:
+    """``node``'s Ray node id, once the head sees it alive (its raylet's socket is in the
+    node's own temp dir: nodes on one host are told apart by it, not by their address)."""
+    token = Path(state.token_path).read_text().strip()
+    url = f"{state.dashboard_url}/nodes?view=summary"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for raylet in _alive_raylets(url, token):
+            if raylet.get("rayletSocketName", "").startswith(f"{node.temp_dir}/"):
+                return str(raylet["nodeId"])
+        if not procs.is_alive(node.pid):
+            raise UserError(f"Ray node {node.pid} exited while joining; see {state.root}/logs")
+        time.sleep(0.5)
+    raise UserError(f"Ray node {node.pid} did not join the head; see {state.root}/logs")
 
 
 def start(
-    root: Path = DEFAULT_DIR, num_cpus: int = 4, backend_store_uri: str | None = None
+    root: Path = DEFAULT_DIR,
+    num_cpus: int = 4,
+    backend_store_uri: str | None = None,
+    system_config: dict | None = None,
 ) -> StackState:
     """Start the Ray head and the MLflow server under ``root``; returns the saved state.
 
     ``backend_store_uri``: the MLflow server's database (default: SQLite under ``root``).
+    ``system_config``: Ray's internal settings for the cluster (``ray start --system-config``),
+    e.g. faster node health checks for tests that kill a node.
     """
     root = Path(root).resolve()
     if (root / STATE_FILE).exists():
@@ -230,7 +260,7 @@ def start(
     # Ray nodes carry the MLflow credentials: jobs log with the cluster's own, not forwarded ones.
     env.update(auth.client_env())
     mlflow_pid, mlflow_uri = _start_mlflow(root, env, backend_store_uri, auth)
-    head, gcs, dashboard = _start_head(root, env, num_cpus)
+    head, gcs, dashboard = _start_head(root, env, num_cpus, system_config)
     state = StackState(
         root=str(root), marker=marker, home=env["HOME"], token_path=str(token_path),
         ray_address=gcs, dashboard_url=dashboard, mlflow_uri=mlflow_uri,
@@ -264,16 +294,34 @@ def add_node(root: Path = DEFAULT_DIR, num_cpus: int = 2) -> RayNode:
                    head=False)  # fmt: skip
     state.nodes.append(node)
     save_state(state)
-    _wait_nodes(state, len(state.nodes))
+    # This node, not a count: a killed node stays alive to the head until its health checks fail.
+    node_id(state, node)
     return node
 
 
-def kill_node(root: Path, node: RayNode) -> None:
-    """Kill one worker node abruptly (SIGKILL to its process group): a simulated node loss."""
+def kill_node(root: Path, node: RayNode) -> list[int]:
+    """Kill one worker node abruptly, a simulated node loss: SIGKILL to its ``ray start``
+    process group and to every process naming its temp dir (workers, whatever group they are
+    in), all at once; the node leaves the state. Returns the pids killed."""
     import signal
 
+    if node.head:
+        raise UserError("kill_node kills added nodes, not the head (stop the stack instead)")
+    pids = procs.pids_of_node(node.pid, node.temp_dir)
     procs.signal_group(node.pid, signal.SIGKILL)
+    procs.signal_pids(pids, signal.SIGKILL)
     procs.reap_child(node.pid)
+    deadline = time.monotonic() + 10.0
+    while procs.pids_of_node(node.pid, node.temp_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = procs.pids_of_node(node.pid, node.temp_dir)
+    if left:
+        raise UserError(f"processes of the killed node still alive: {left}")
+    state = load_state(root)
+    state.nodes = [n for n in state.nodes if n.pid != node.pid]
+    save_state(state)
+    shutil.rmtree(node.temp_dir, ignore_errors=True)
+    return pids
 
 
 def stop(root: Path = DEFAULT_DIR) -> None:

@@ -67,6 +67,24 @@ def marked_pids(marker: str) -> list[int]:
     return sorted(found)
 
 
+def pids_of_node(pgid: int, temp_dir: str) -> list[int]:
+    """Live processes of one Ray node: its ``ray start`` group (raylet, agents) and anything
+    whose command line names the node's temp dir (its workers name their session there)."""
+    needle = temp_dir.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # gone, or not ours to read
+            continue
+        if (group == pgid or needle in cmdline) and is_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

@@ -66,6 +66,10 @@ class TrainSettings(TypedConfig):
     after a dead worker, any number of workers. Default 10 minutes (not torch's 30); it must
     exceed the longest legitimate pause: a split's first batch on a busy cluster, a checkpoint
     upload, one test batch's IS-NLL."""
+    placement_timeout_s: float = setting(90.0, ge=3)
+    """How long a worker group may wait, in all, for the cluster to hold it (a node lost and
+    not replaced) before the job fails with a "not enough resources" line; an autoscaling
+    cluster that adds nodes on demand needs more than a node's start-up time."""
 
 
 @dataclass(frozen=True)

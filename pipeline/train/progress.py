@@ -46,9 +46,13 @@ class ProgressChannel:
 
     def __init__(self) -> None:
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # No CPU reserved: it holds a few dicts, and every CPU here is sized for training/data.
-        self.actor = ray.remote(num_cpus=0)(_Mailbox).remote()
+        # On the driver's node: anywhere else the loss of that node would fail the driver's
+        # next drain, where Ray Train restarts the workers and the job goes on.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.actor = ray.remote(num_cpus=0)(_Mailbox).options(scheduling_strategy=here).remote()
 
     def hook(self, every_s: float = EVERY_S) -> ProgressHook:
         return ProgressHook(self.actor, every_s)

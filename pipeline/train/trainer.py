@@ -40,8 +40,13 @@ from pipeline.train.worker_config import WorkerConfig
 log = logging.getLogger(__name__)
 
 CHECKPOINTS_KEPT = 3  # the latest plus fallbacks for a corrupt or missing one
-# Each failed worker-group placement costs Ray Train's 60 s start timeout; then fail clearly.
+# A worker group that cannot be placed (a node lost for good) is a *controller* failure, retried
+# forever by default (Ray waited > 500 s here): bounded to this many retries, each waiting
+# RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S for resources (a share of train.placement_timeout_s),
+# then one "not enough resources" line (pipeline.train.failures).
 CONTROLLER_FAILURE_LIMIT = 2
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+_USER_SET_START_TIMEOUT = START_TIMEOUT_ENV in os.environ
 # Ray Train's controller takes a worker's report from a one-slot queue when it polls the
 # workers, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default), so an epoch shorter than
 # that waits for the poll: digits epochs took 1.8 s wall for 0.4 s of work (bench/startup.py).
@@ -130,6 +135,8 @@ def build_trainer(
     hang_timeout_s = math.ceil(cfg.train.hang_timeout_s)
     if not _USER_SET_COLLECTIVE_TIMEOUT:
         os.environ[COLLECTIVE_TIMEOUT_ENV] = str(hang_timeout_s)
+    if not _USER_SET_START_TIMEOUT:
+        os.environ[START_TIMEOUT_ENV] = f"{placement_attempt_s(cfg.train.placement_timeout_s):g}"
     return TorchTrainer(
         train_func,
         train_loop_config=worker,  # typed, not the dict Ray's hint names: passed through as is
@@ -144,8 +151,6 @@ def build_trainer(
         run_config=RunConfig(
             name=run_name,
             storage_path=storage,
-            # A worker group that cannot be placed (a node lost for good) is a *controller*
-            # failure, retried forever by default (Ray waited > 500 s here): bound it.
             failure_config=FailureConfig(
                 max_failures=cfg.train.max_failures,
                 controller_failure_limit=CONTROLLER_FAILURE_LIMIT,
@@ -155,6 +160,12 @@ def build_trainer(
         ),
         datasets=streamed_splits(source, worker),
     )
+
+
+def placement_attempt_s(placement_timeout_s: float) -> float:
+    """Ray Train's wait for resources per worker-group start: the first try and each of its
+    CONTROLLER_FAILURE_LIMIT retries share ``train.placement_timeout_s``."""
+    return round(placement_timeout_s / (CONTROLLER_FAILURE_LIMIT + 1), 2)
 
 
 def streamed_splits(source, worker: WorkerConfig) -> dict[str, Any]:
@@ -190,7 +201,7 @@ def worker_config(
 
 
 def _fit_with_progress(
-    trainer, channel: ProgressChannel | None, progress: Progress | None, max_failures: int
+    trainer, channel: ProgressChannel | None, progress: Progress | None, cfg, plan: WorkerPlan
 ):
     """``trainer.fit()`` in a thread; meanwhile relay the workers' progress events.
 
@@ -212,14 +223,30 @@ def _fit_with_progress(
         if channel is not None and progress is not None:
             channel.relay(progress)
     if "error" in box:
-        raise user_facing(box["error"], max_failures)
+        raise user_facing(box["error"], cfg.train.max_failures, resource_ask(cfg, plan))
     return box["result"]
 
 
-def user_facing(exc: BaseException, max_failures: int) -> BaseException:
+def resource_ask(cfg: TrainJobConfig, plan: WorkerPlan):
+    """What the worker group asks of the cluster (``pipeline.train.failures.ResourceAsk``)."""
+    from pipeline.train.failures import ResourceAsk
+
+    return ResourceAsk(plan.num_workers, plan.resources_per_worker(), placement_timeout_s(cfg))
+
+
+def placement_timeout_s(cfg: TrainJobConfig) -> float:
+    """The whole wait for resources: ``train.placement_timeout_s``, or what a user's own
+    RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S makes of it."""
+    if _USER_SET_START_TIMEOUT:
+        return float(os.environ[START_TIMEOUT_ENV]) * (CONTROLLER_FAILURE_LIMIT + 1)
+    return cfg.train.placement_timeout_s
+
+
+def user_facing(exc: BaseException, max_failures: int, ask=None) -> BaseException:
     """A worker's one-line ``UserError`` (bad data, unusable checkpoints) instead of Ray's
-    multi-line wrapper; a worker group that failed past ``max_failures`` restarts as a one-line
-    ``JobFailed`` naming the ranks and causes; anything else unchanged."""
+    multi-line wrapper; a worker group that failed past ``max_failures`` restarts, or that the
+    cluster could not hold (``ask``: a ``ResourceAsk``), as a one-line ``JobFailed``; anything
+    else unchanged."""
     from pipeline.data.ray_errors import find_user_error
     from pipeline.train.failures import job_failure
 
@@ -227,7 +254,7 @@ def user_facing(exc: BaseException, max_failures: int) -> BaseException:
         inner = find_user_error(failure)
         if inner is not None:
             return UserError(str(inner))
-    return job_failure(exc, max_failures) or exc
+    return job_failure(exc, max_failures, ask) or exc
 
 
 def say_where_it_resumes(run_id: str, storage: str, run_dir: str) -> None:
@@ -300,7 +327,7 @@ def run_training(
         if not cfg.tracking.enabled:
             worker = dataclasses.replace(worker, hooks=hooks)
             trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
-            fitted = _fit_with_progress(trainer, channel, progress, cfg.train.max_failures)
+            fitted = _fit_with_progress(trainer, channel, progress, cfg, plan)
             out = fitted.return_value or {}
             return _result(out, "", cfg.tracking.model_name, "", (), run_name)
         job_key = f"{storage}/{run_name}"
@@ -314,7 +341,7 @@ def run_training(
             hooks = (MlflowEpochLogging(run_id, tracking_uri), *hooks)
             worker = dataclasses.replace(worker, hooks=hooks)
             trainer = build_trainer(cfg, source, plan, worker, run_name, storage)
-            result = _fit_with_progress(trainer, channel, progress, cfg.train.max_failures)
+            result = _fit_with_progress(trainer, channel, progress, cfg, plan)
             out = result.return_value or {}
             best = _best_model(cfg, result, storage, run_name)
             # The figures the registered weights were chosen by (an older checkpoint's, when

@@ -93,7 +93,8 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
         try:
             job.fit()
         except Exception as exc:
-            raise trainer.user_facing(exc, cfg.train.max_failures) from None
+            ask = trainer.resource_ask(cfg, sweep.workers)
+            raise trainer.user_facing(exc, cfg.train.max_failures, ask) from None
 
     if sweep.parent_run_id is None:
         fit(worker)

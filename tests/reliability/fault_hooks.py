@@ -183,6 +183,27 @@ def _break_checkpoints(run_dir: Path, how: str) -> str:
 
 
 @dataclass(frozen=True)
+class ParkOnNode(TrainHook):
+    """The rank running on Ray node ``node_id`` stops, once, after epoch ``epoch`` (0-based) is
+    checkpointed: it writes ``marker`` and waits on an event nobody sets, so the test kills
+    that node at a known point (the run has a checkpoint to resume from) and the job cannot
+    finish before it does."""
+
+    marker: str
+    node_id: str
+    epoch: int
+
+    def after_checkpoint(self, loop: LoopView, epoch: int) -> None:
+        import ray
+
+        marker = Path(self.marker)
+        here = ray.get_runtime_context().get_node_id()
+        if epoch == self.epoch and here == self.node_id and not marker.exists():
+            _stamp(marker, f"rank {loop.rank} parked on node {here} after epoch {epoch + 1}")
+            threading.Event().wait()
+
+
+@dataclass(frozen=True)
 class ExitOnce:
     """An encode ``batch_hook`` (``pipeline.inference.latent_encoder``): the actor process that
     gets the batch holding id ``row_id`` exits at once (``os._exit``: no cleanup, as an OOM kill
