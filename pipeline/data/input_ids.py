@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 
 from pipeline.data.hashing import id_hash
 from pipeline.data.parquet_files import read_column
-from pipeline.data.ray_errors import user_errors
+from pipeline.data.ray_errors import get_all, user_errors
 from pipeline.data.sources import SourcePlan
 from pipeline.errors import UserError
 
@@ -47,7 +47,7 @@ def check_distinct_ids(plan: SourcePlan) -> None:
     reduce_task = ray.remote(_reduce_ids)
     reduced = [reduce_task.remote(*(m[b] for m in mapped)) for b in range(buckets)]
     with user_errors():
-        results = ray.get(reduced)
+        results = get_all(reduced, upstream=[r for refs in mapped for r in refs])
     found = [r for r in results if r[0]]
     if not found:
         return

@@ -23,7 +23,7 @@ from pipeline.data import schema
 from pipeline.data.filesystems import Location
 from pipeline.data.hashing import id_hash
 from pipeline.data.parquet_files import WrittenFile, read_column
-from pipeline.data.ray_errors import user_errors
+from pipeline.data.ray_errors import get_all, user_errors
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,10 @@ def _scan_ids(staging: Location, paths: list[str]) -> tuple[list[int], int, int 
     full = [[f"{staging.path}/{p}" for p in g] for g in groups]
     mapped = [map_task.remote(staging.fs, g, buckets) for g in full]
     reduced = [reduce_task.remote(*(m[1 + i] for m in mapped)) for i in range(buckets)]
+    every_map = [r for m in mapped for r in m]
     with user_errors():
-        rows = [n for per_group in ray.get([m[0] for m in mapped]) for n in per_group]
-        results = ray.get(reduced)
+        rows = [n for per_group in get_all([m[0] for m in mapped], every_map) for n in per_group]
+        results = get_all(reduced, every_map)
     duplicates = sum(n for n, _ in results)
     example = next((e for n, e in results if n), None)
     return rows, duplicates, example

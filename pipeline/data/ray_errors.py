@@ -7,7 +7,8 @@ Ray wraps exceptions from remote tasks (``RayTaskError``, ``UserCodeException``)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pipeline.errors import UserError
 
@@ -52,3 +53,19 @@ def user_errors() -> Iterator[None]:
         if message is None or (type(exc) is UserError and str(exc) == message):
             raise
         raise UserError(message) from None
+
+
+def get_all(refs: Sequence[Any], upstream: Sequence[Any] = ()) -> list[Any]:
+    """``ray.get(refs)``; when one failed, every other failed result (and ``upstream``: the
+    refs they were computed from) is fetched too before the error is raised. Ray logs a
+    failed result that nobody fetched ("Unhandled error", a task traceback) on the driver's
+    stderr when it is garbage collected, after vaepipe's one-line report."""
+    import ray
+
+    try:
+        return ray.get(list(refs))
+    except Exception:
+        for ref in [*upstream, *refs]:
+            with contextlib.suppress(Exception):
+                ray.get(ref)
+        raise

@@ -10,6 +10,7 @@ per command: the proof that the whole of a terminal's stderr is that one line.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,20 +120,18 @@ SUBPROCESS_CASES = {
 }
 
 
-# Ray's C++ core writes one ERROR line straight to the driver's stderr when it creates a Ray
-# Data actor pool (Ray Data keeps the pool's constructor arguments in the object store and its
-# actors restartable; ray-project/ray#53727), outside Python logging. Raising Ray's C++ log
-# level (RAY_BACKEND_LOG_LEVEL) prints a line of its own. encode and evaluate use actor pools.
-CXX_NOTICE = pytest.mark.xfail(
-    strict=True, reason="Ray C++ 'constructor arguments in the object store' line on stderr"
+# The one exception, a known gap: Ray's C++ core writes one ERROR line straight to the driver's
+# stderr (outside Python logging) when it creates a Ray Data actor pool, as encode and evaluate
+# do, if the pool starts before the failing read task ends: Ray Data keeps the pool's
+# constructor arguments in the object store and its actors restartable (ray-project/ray#53727).
+# Raising Ray's C++ log level (RAY_BACKEND_LOG_LEVEL) prints a line of its own instead.
+RAY_CXX_NOTICE = re.compile(
+    r"core_worker\.cc:\d+: Actor with class name: '\S+' and ID: '\w+' has constructor "
+    r"arguments in the object store"
 )
 
 
-@pytest.mark.parametrize(
-    "command",
-    [pytest.param(c, marks=CXX_NOTICE) if c in ("encode", "evaluate") else c
-     for c in sorted(SUBPROCESS_CASES)],
-)  # fmt: skip
+@pytest.mark.parametrize("command", sorted(SUBPROCESS_CASES))
 def test_the_whole_of_stderr_is_one_line(command, catalogue, store, ray_local, tmp_path):
     import ray
 
@@ -146,4 +145,8 @@ def test_the_whole_of_stderr_is_one_line(command, catalogue, store, ray_local, t
     cmd = [sys.executable, "-m", "jobs", *argv(command, data, run_dir / "out", model)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     print(proc.stderr)
-    check_refusal(proc.returncode, proc.stderr, needles, run_dir, before)
+    lines = proc.stderr.splitlines(keepends=True)
+    notices = [line for line in lines if RAY_CXX_NOTICE.search(line)]
+    assert not notices or (len(notices) == 1 and command in ("encode", "evaluate")), notices
+    err = "".join(line for line in lines if line not in notices)
+    check_refusal(proc.returncode, err, needles, run_dir, before)
