@@ -77,7 +77,10 @@ def _ray_data_console(verbose: bool) -> None:
     logs folder keeps every record either way.
     """
     for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):  # Ray's console handler, not the file
+        # Ray's console handler only: not its file handler, and not a handler someone else
+        # (pytest's log capture) put there, which would stay silenced after this command.
+        ours = type(handler).__module__.startswith("ray.")
+        if ours and isinstance(handler, logging.StreamHandler):
             handler.setLevel(logging.INFO if verbose else logging.CRITICAL + 1)
 
 

@@ -36,6 +36,9 @@ def test_ctrl_c_marks_the_run_killed_and_registers_nothing(tmp_path, mlflow_tmp_
     cmd = [sys.executable, "-m", "jobs.cli", "train", "--data", "digits", "--config", "digits"]
     cmd += ["--epochs", "200", "--experiment", "interrupt", "--model-name", "interrupted"]
     cmd += ["--set", f"tracking.storage_path={tmp_path / 'ray_results'}"]
+    # No early stop: the job must still be training when Ctrl-C comes, however late the
+    # first epoch reaches MLflow on a loaded machine (digits stopped early after 52 epochs).
+    cmd += ["--set", "train.early_stopping_patience=null"]
     # The project is installed (editable) in the venv, so `jobs` imports from any cwd.
     proc = subprocess.Popen(cmd, cwd=tmp_path, text=True, stderr=subprocess.PIPE)
     try:
