@@ -36,11 +36,18 @@ def test_ctrl_c_marks_the_run_killed_and_registers_nothing(tmp_path, mlflow_tmp_
     cmd = [sys.executable, "-m", "jobs.cli", "train", "--data", "digits", "--config", "digits"]
     cmd += ["--epochs", "200", "--experiment", "interrupt", "--model-name", "interrupted"]
     cmd += ["--set", f"tracking.storage_path={tmp_path / 'ray_results'}"]
-    # No early stop: the job must still be training when Ctrl-C comes, however late the
-    # first epoch reaches MLflow on a loaded machine (digits stopped early after 52 epochs).
-    cmd += ["--set", "train.early_stopping_patience=null"]
+    cmd += ["--set", "train.early_stopping_patience=null"]  # still training when Ctrl-C comes
     # The project is installed (editable) in the venv, so `jobs` imports from any cwd.
-    proc = subprocess.Popen(cmd, cwd=tmp_path, text=True, stderr=subprocess.PIPE)
+    # Ctrl-C's default action for the child, whatever this process inherited: pytest started as
+    # a background job of a non-interactive shell ignores SIGINT, and so would the child
+    # (Python then installs no KeyboardInterrupt handler: the job ran to its end).
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        text=True,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         client = MlflowClient(mlflow_tmp_store)
         run_id = _wait_for_first_epoch(proc, client)

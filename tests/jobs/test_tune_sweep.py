@@ -78,7 +78,14 @@ def _signal_when(proc: subprocess.Popen, ready, sig: int) -> str:
 
 
 def _run_until(tmp_path, ready, sig: int) -> tuple[int, str]:
-    proc = subprocess.Popen(_command(tmp_path), cwd=tmp_path, text=True, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _command(tmp_path),
+        cwd=tmp_path,
+        text=True,
+        stderr=subprocess.PIPE,
+        # Ctrl-C's default action, whatever this process inherited (see test_train_interrupt).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         stderr = _signal_when(proc, ready, sig)
     finally:
