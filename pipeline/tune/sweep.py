@@ -21,6 +21,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +135,8 @@ def run_sweep(
         )
     if not cfg.tracking.enabled:
         context = SweepContext(settings.name, cfg.to_dict(), plan.workers, storage, None, None)
-        results, interrupted = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
-        if interrupted:
+        results, stopped_at = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        if stopped_at is not None:
             raise KeyboardInterrupt
         trials = _summaries(results, {}, context)
         return SweepResult(settings.name, None, trials, _best(trials))
@@ -147,10 +148,10 @@ def run_sweep(
         context = SweepContext(
             settings.name, cfg.to_dict(), plan.workers, storage, parent_id, tracking_uri
         )
-        results, interrupted = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
-        child_runs = _close_trial_runs(parent_id, results)
+        results, stopped_at = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        child_runs = _close_trial_runs(parent_id, results, stopped_at)
         trials = _summaries(results, child_runs, context)
-        if interrupted:
+        if stopped_at is not None:
             if progress:
                 progress(f"sweep {settings.name} interrupted; rerun the same command to resume")
             raise KeyboardInterrupt
@@ -240,7 +241,7 @@ def _fit(context, space, settings, plan, sweep_dir, cfg, progress):
         )
     with _CtrlC() as ctrl_c:
         results = tuner.fit()
-    return results, ctrl_c.pressed
+    return results, ctrl_c.pressed_at
 
 
 class _CtrlC:
@@ -253,7 +254,7 @@ class _CtrlC:
     """
 
     def __init__(self) -> None:
-        self.pressed = False
+        self.pressed_at: float | None = None  # time.time() of the Ctrl-C, if there was one
         self._previous = None
 
     def __enter__(self) -> _CtrlC:
@@ -263,7 +264,7 @@ class _CtrlC:
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.pressed = True
+        self.pressed_at = time.time()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
 
@@ -275,14 +276,25 @@ class _CtrlC:
 # --- outcome ---------------------------------------------------------------------------------
 
 
+def _ended_by_ctrl_c(run, stopped_at: float | None) -> bool:
+    """Whether the run was still going when Ctrl-C came (still RUNNING, or ended after it)."""
+    if stopped_at is None:
+        return False
+    end_ms = run.info.end_time
+    return run.info.status == "RUNNING" or end_ms is None or end_ms >= stopped_at * 1000
+
+
 def _trial_id(result) -> str:
     return Path(result.path).name
 
 
-def _close_trial_runs(parent_id: str, results) -> dict[str, Any]:
+def _close_trial_runs(parent_id: str, results, stopped_at: float | None = None) -> dict[str, Any]:
     """Every trial run gets the end Tune saw: FAILED for an errored trial; KILLED for one still
     RUNNING, or FAILED by the error its stop caused (stopped by ASHA, the time budget or
-    Ctrl-C); FINISHED stays. Returns the runs by trial id."""
+    Ctrl-C); FINISHED stays. A trial whose error came with or after a Ctrl-C at
+    ``stopped_at`` (``time.time()``) was cut short by it, not broken: KILLED (whether the stop
+    reaches a trial's workers as an error depends on how the terminal's SIGINT reached Ray).
+    Returns the runs by trial id."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -291,6 +303,8 @@ def _close_trial_runs(parent_id: str, results) -> dict[str, Any]:
     for run in _child_runs(client, parent_id):
         trial_id = run.data.tags.get(TRIAL_TAG, "")
         status = "FAILED" if trial_id in errored else "KILLED"
+        if status == "FAILED" and _ended_by_ctrl_c(run, stopped_at):
+            status = "KILLED"
         if run.info.status in ("RUNNING", "FAILED") and run.info.status != status:
             client.set_terminated(run.info.run_id, status=status)
             run = client.get_run(run.info.run_id)
