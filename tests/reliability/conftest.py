@@ -28,3 +28,16 @@ def tracking_server(postgres, tmp_path, monkeypatch):
         finally:
             mlflow.set_registry_uri(None)
             mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def store(model_store, mlflow_tmp_store, monkeypatch) -> str:
+    """The requesting module's ``model_store`` as this test's store (tracking and registry)."""
+    import mlflow
+    import tiny_models
+
+    for var in tiny_models.STORE_VARS:
+        monkeypatch.setenv(var, model_store)
+    mlflow.set_registry_uri(model_store)
+    yield model_store
+    mlflow.set_tracking_uri(None)

@@ -13,16 +13,11 @@ import os
 from pathlib import Path
 
 import bad_files
-import mlflow
 import pytest
-import torch
+import tiny_models
 
 from jobs.cli import main
-from pipeline.data.batches import Preprocessor
 from pipeline.data.schema import XLayout
-from pipeline.tracking import mlflow_store, registry
-from vae_core.config import ModelConfig
-from vae_core.model import VAE
 
 pytestmark = pytest.mark.reliability
 
@@ -39,39 +34,11 @@ def argv(command: str, data: Path, out: Path) -> list[str]:
     }[command]
 
 
-def register_tiny() -> None:
-    torch.manual_seed(0)
-    vae = VAE(ModelConfig(input_shape=bad_files.SHAPE, latent_dim=3, hidden_sizes=(16,))).eval()
-    mlflow_store.configure()
-    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("catalogue")):
-        pre = Preprocessor(XLayout(bad_files.SHAPE, "uint8"))
-        registry.log_vae(vae, pre.to_dict(), "tiny", 1.0, "catalogue")
-
-
-STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory) -> str:
     """One store per module holding the tiny model encode and evaluate load."""
     root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        for var in STORE_VARS:
-            mp.setenv(var, uri)
-        mp.setenv("VAEPIPE_ARTIFACT_ROOT", str(root / "mlartifacts"))
-        register_tiny()
-    mlflow.set_tracking_uri(None)
-    return uri
-
-
-@pytest.fixture
-def store(model_store, mlflow_tmp_store, monkeypatch) -> str:
-    for var in STORE_VARS:
-        monkeypatch.setenv(var, model_store)
-    mlflow.set_registry_uri(model_store)
-    yield model_store
-    mlflow.set_tracking_uri(None)
+    return tiny_models.open_store(root, {"tiny": XLayout(bad_files.SHAPE, "uint8")}, "catalogue")
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +47,12 @@ def catalogue(tmp_path_factory) -> dict:
     return {name: build(root) for name, build in bad_files.DRIVER_CASES.items()}
 
 
-def versions() -> list[tuple[str, str]]:
-    found = mlflow.MlflowClient().search_model_versions()
-    return sorted((v.name, v.version) for v in found)
-
-
 def refused(command: str, data: Path, tmp_path: Path, capsys) -> str:
     """Run ``command`` on ``data``; check the refusal left nothing; give the stderr line."""
     import ray
 
     out = tmp_path / "out"
-    before = versions()
+    before = tiny_models.versions()
     capsys.readouterr()
     code = main(argv(command, data, out))
     err = capsys.readouterr().err
@@ -98,7 +60,7 @@ def refused(command: str, data: Path, tmp_path: Path, capsys) -> str:
     assert len(err.splitlines()) == 1 and err.startswith("vaepipe: error: "), err
     assert not ray.is_initialized()
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []  # no staging either
-    assert versions() == before
+    assert tiny_models.versions() == before
     return err
 
 

@@ -16,23 +16,17 @@ import sys
 from pathlib import Path
 
 import bad_files
-import mlflow
 import pytest
-import torch
+import tiny_models
 
 from jobs.cli import main
-from pipeline.data.batches import Preprocessor
 from pipeline.data.schema import XLayout
-from pipeline.tracking import mlflow_store, registry
-from vae_core.config import ModelConfig
-from vae_core.model import VAE
 
 pytestmark = [pytest.mark.reliability, pytest.mark.ray]
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = {"pixels": "models:/tiny@champion", "features": "models:/tab@champion"}
 COMMANDS = ("prepare", "train", "encode", "evaluate")
-STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def argv(command: str, data: Path, out: Path, model: str) -> list[str]:
@@ -44,36 +38,14 @@ def argv(command: str, data: Path, out: Path, model: str) -> list[str]:
     }[command]
 
 
-def register(name: str, layout: XLayout) -> None:
-    torch.manual_seed(0)
-    vae = VAE(ModelConfig(input_shape=layout.shape, latent_dim=3, hidden_sizes=(16,))).eval()
-    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("catalogue")):
-        registry.log_vae(vae, Preprocessor(layout).to_dict(), name, 1.0, "catalogue")
-
-
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory) -> str:
     """One store per module with a pixel model and a float-features model."""
-    root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        for var in STORE_VARS:
-            mp.setenv(var, uri)
-        mp.setenv("VAEPIPE_ARTIFACT_ROOT", str(root / "mlartifacts"))
-        mlflow_store.configure()
-        register("tiny", XLayout(bad_files.SHAPE, "uint8"))
-        register("tab", XLayout((bad_files.WIDTH,), "float32"))
-    mlflow.set_tracking_uri(None)
-    return uri
-
-
-@pytest.fixture
-def store(model_store, mlflow_tmp_store, monkeypatch) -> str:
-    for var in STORE_VARS:
-        monkeypatch.setenv(var, model_store)
-    mlflow.set_registry_uri(model_store)
-    yield model_store
-    mlflow.set_tracking_uri(None)
+    models = {
+        "tiny": XLayout(bad_files.SHAPE, "uint8"),
+        "tab": XLayout((bad_files.WIDTH,), "float32"),
+    }
+    return tiny_models.open_store(tmp_path_factory.mktemp("store"), models, "catalogue")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +56,6 @@ def catalogue(tmp_path_factory) -> dict:
     }
 
 
-def versions() -> list[tuple[str, str]]:
-    return sorted((v.name, v.version) for v in mlflow.MlflowClient().search_model_versions())
-
-
 def check_refusal(code: int, err: str, needles: list[str], run_dir: Path, before) -> None:
     assert code == 2, err[-3000:]
     assert len(err.splitlines()) == 1, err[-3000:]  # the whole of stderr
@@ -95,7 +63,7 @@ def check_refusal(code: int, err: str, needles: list[str], run_dir: Path, before
     for word in needles:
         assert word in err, (word, err)
     assert [p.name for p in run_dir.iterdir()] == []  # no output, no staging, no lock
-    assert versions() == before
+    assert tiny_models.versions() == before
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -104,7 +72,7 @@ def test_refused_from_a_task(case, command, catalogue, store, ray_local, tmp_pat
     data, needles, model = catalogue[case]
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    before = versions()
+    before = tiny_models.versions()
     capsys.readouterr()
     code = main(argv(command, data, run_dir / "out", model))
     check_refusal(code, capsys.readouterr().err, needles, run_dir, before)
@@ -138,7 +106,7 @@ def test_the_whole_of_stderr_is_one_line(command, catalogue, store, ray_local, t
     data, needles, model = catalogue[SUBPROCESS_CASES[command]]
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    before = versions()
+    before = tiny_models.versions()
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     if command == "prepare":  # one of them starts its own local Ray, as a laptop run does
         env.pop("RAY_ADDRESS")

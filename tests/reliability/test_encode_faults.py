@@ -9,31 +9,17 @@ from pathlib import Path
 
 import bad_files
 import fault_hooks
-import mlflow
 import pyarrow.parquet as pq
 import pytest
-import torch
+import tiny_models
 
-from pipeline.data.batches import Preprocessor
 from pipeline.data.schema import XLayout
 from pipeline.inference.encode import encode_dataset
-from pipeline.tracking import mlflow_store, registry
-from vae_core.config import ModelConfig
-from vae_core.model import VAE
 
 pytestmark = [pytest.mark.reliability, pytest.mark.ray]
 
 MODEL = "models:/tiny@champion"
 DIGITS_ROWS = 1797
-
-
-def register_tiny() -> None:
-    torch.manual_seed(0)
-    vae = VAE(ModelConfig(input_shape=bad_files.SHAPE, latent_dim=3, hidden_sizes=(16,))).eval()
-    mlflow_store.configure()
-    with mlflow.start_run(experiment_id=mlflow_store.experiment_id("enc")):
-        pre = Preprocessor(XLayout(bad_files.SHAPE, "uint8"))
-        registry.log_vae(vae, pre.to_dict(), "tiny", 1.0, "digits")
 
 
 def hidden_leftovers(parent: Path) -> list[str]:
@@ -42,7 +28,7 @@ def hidden_leftovers(parent: Path) -> list[str]:
 
 def test_a_worker_that_exits_once_changes_nothing(ray_local, tmp_path):
     fault_hooks.by_value()
-    register_tiny()
+    tiny_models.register("tiny", XLayout(bad_files.SHAPE, "uint8"), "enc", "digits")
     opts = {"with_z": True, "batch_size": 300}  # 6 batches: the fault is mid-job
     ref = encode_dataset(MODEL, "digits", tmp_path / "reference", **opts)
     marker = tmp_path / "exited"
