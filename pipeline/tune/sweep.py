@@ -32,6 +32,7 @@ from pipeline.config.job import TrainJobConfig
 from pipeline.errors import UserError
 from pipeline.tracking import mlflow_store, runs
 from pipeline.tune.resources import SweepPlan, plan_sweep
+from pipeline.tune.settle import wait_for_trials_to_exit
 from pipeline.tune.space import SearchSpace, trial_params
 from pipeline.tune.trial import PARENT_TAG, TRIAL_TAG, SweepContext, run_trial
 
@@ -149,6 +150,7 @@ def run_sweep(
             settings.name, cfg.to_dict(), plan.workers, storage, parent_id, tracking_uri
         )
         results, stopped_at = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
+        wait_for_trials_to_exit()  # a stopped trial still exiting would overwrite its status
         child_runs = _close_trial_runs(parent_id, results, stopped_at)
         trials = _summaries(results, child_runs, context)
         if stopped_at is not None:
