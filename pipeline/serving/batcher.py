@@ -1,9 +1,10 @@
 """Micro-batching for ``vaepipe serve``: requests' rows arriving close together, scored at once.
 
-The first request of a batch waits at most ``wait_s`` for others; the batch closes earlier when
-``max_rows`` rows are in, and a request whose rows would overflow it opens the next batch. The
-scoring function runs in a worker thread, so the event loop keeps reading and parsing requests
-meanwhile; one batch scores at a time.
+The first request of a batch waits at most ``wait_s`` from its arrival for others (requests
+that arrived while the previous batch was scoring have waited already and go at once); the
+batch closes earlier when ``max_rows`` rows are in, and a request whose rows would overflow it
+opens the next batch. The scoring function runs in a worker thread, so the event loop keeps
+reading and parsing requests meanwhile; one batch scores at a time.
 
 Why not Ray Serve's ``@serve.batch``: on a 2-core host ``bench/serve.py`` measured its
 bookkeeping per call (argument flattening through ``inspect.signature``, a batch-size function
@@ -21,6 +22,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 R = TypeVar("R")
+Waiting = tuple[np.ndarray, asyncio.Future, float]  # rows, the answer to come, arrival (loop time)
 
 
 class MicroBatcher(Generic[R]):
@@ -31,40 +33,41 @@ class MicroBatcher(Generic[R]):
         self, score: Callable[[list[np.ndarray]], list[R]], max_rows: int, wait_s: float
     ) -> None:
         self.score, self.max_rows, self.wait_s = score, max_rows, wait_s
-        self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] | None = None
+        self.queue: asyncio.Queue[Waiting] | None = None
         self.task: asyncio.Task | None = None  # the batching loop; held so it is not collected
-        self.carried: tuple[np.ndarray, asyncio.Future] | None = None  # opens the next batch
+        self.carried: Waiting | None = None  # opens the next batch
 
     async def __call__(self, rows: np.ndarray) -> R:
         if self.task is None:  # created on first use, in the loop that serves the requests
             self.queue = asyncio.Queue()
             self.task = asyncio.create_task(self._run())
-        future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((rows, future))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.put_nowait((rows, future, loop.time()))
         return await future
 
     async def _run(self) -> None:
         while True:
             batch = await self._next_batch()
-            parts = [rows for rows, _ in batch]
+            parts = [rows for rows, _, _ in batch]
             try:
                 answers = await asyncio.to_thread(self.score, parts)
             except Exception as exc:  # every request of the batch gets the error, not a hang
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), answer in zip(batch, answers, strict=True):
+            for (_, future, _), answer in zip(batch, answers, strict=True):
                 if not future.done():  # a request cancelled meanwhile has nobody to answer
                     future.set_result(answer)
 
-    async def _next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+    async def _next_batch(self) -> list[Waiting]:
         assert self.queue is not None
         loop = asyncio.get_running_loop()
         first, self.carried = self.carried, None
         batch = [first if first is not None else await self.queue.get()]
         rows = len(batch[0][0])
-        deadline = loop.time() + self.wait_s
+        deadline = batch[0][2] + self.wait_s
         while rows < self.max_rows:
             left = deadline - loop.time()
             try:  # past the deadline, still take what is already queued
