@@ -25,6 +25,10 @@ pytestmark = pytest.mark.ray  # the command starts its own local Ray
 SPACE = "train.epochs: {grid: [2, 12]}\noptim.lr: {choice: [0.002]}\n"
 START_TIMEOUT_S = 240
 PARENT_TAG = "mlflow.parentRunId"
+SMALL = [
+    "data.limit=300", "model.hidden_sizes=[32]", "model.latent_dim=4",
+    "train.nll_samples=10", "train.log_images=false",
+]  # fmt: skip
 
 
 def _command(tmp_path) -> list[str]:
@@ -34,6 +38,10 @@ def _command(tmp_path) -> list[str]:
     cmd += ["--scheduler", "fifo", "--max-concurrent", "1", "--name", "sweep1", "--json"]
     cmd += ["--set", "tracking.experiment=tune", "--set", "tracking.model_name=tuned"]
     cmd += ["--set", "train.early_stopping_patience=null"]
+    # A small model on 300 rows, no image grids, a 10-sample IS-NLL: the start-ups and the
+    # interruptions are what this test is about, not the training.
+    for tiny in SMALL:
+        cmd += ["--set", tiny]
     return cmd + ["--set", f"tracking.storage_path={tmp_path / 'ray_results'}"]
 
 
