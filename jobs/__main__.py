@@ -1,5 +1,3 @@
-import sys
+from jobs.cli import program
 
-from jobs.cli import main
-
-sys.exit(main())
+program()

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("jobs.jobs_cmd", "list, follow or stop Ray jobs"),
     "ui": ("jobs.ui", "start the MLflow UI on the configured tracking store"),
 }
+# Commands that run a Ray job to its end in this process: Ray's C++ notices are dropped from
+# their stderr unless -v (pipeline.cluster.native_stderr). Not the ones that leave servers or
+# jobs running past this process (serve, ui, submit), which must not inherit a filtered stderr.
+NATIVE_NOTICES_DROPPED = {"demo", "prepare", "train", "tune", "encode", "evaluate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def program() -> None:
+    """The ``vaepipe`` executable (and ``python -m jobs``): ``main`` as a whole process."""
+    sys.exit(main(drop_native_notices=True))
+
+
+def main(argv: list[str] | None = None, *, drop_native_notices: bool = False) -> int:
+    """Run one command; its exit code. ``drop_native_notices`` only where this process is the
+    command (it re-points fd 2 and ``sys.stderr``), not for a call from within another program."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     # Parse only the command name first, then let the command's module add its own arguments.
     known, _ = parser.parse_known_args(argv)
+    if drop_native_notices and known.command in NATIVE_NOTICES_DROPPED and not known.verbose:
+        from pipeline.cluster.native_stderr import drop_ray_notices
+
+        drop_ray_notices()  # before logging's handlers take hold of sys.stderr
     configure_logging(known.verbose)  # before the command's module imports Ray or MLflow
     module = importlib.import_module(COMMANDS[known.command][0])
     sub_parser = argparse.ArgumentParser(
@@ -148,4 +163,4 @@ def print_internal_error(exc: BaseException) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program()
