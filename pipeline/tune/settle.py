@@ -27,16 +27,12 @@ def wait_for_trials_to_exit(timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
     import ray
     from ray.util.state import list_actors
 
-    context = ray.get_runtime_context()
-    job_id = context.get_job_id()
-    # This driver's cluster by address: without one, the State API looks for *a* local Ray and,
-    # with another instance on the machine, fails or finds the wrong one (no trial actors).
-    address = context.gcs_address
+    job_id = ray.get_runtime_context().get_job_id()
     filters = [("job_id", "=", job_id), ("state", "=", "ALIVE")]
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            listed = list_actors(address, filters=filters, raise_on_missing_output=False)
+            listed = list_actors(filters=filters, raise_on_missing_output=False)
         except Exception as exc:  # no State API (no dashboard): nothing to wait on
             log.debug("cannot list the sweep's actors: %s", exc)
             return False
