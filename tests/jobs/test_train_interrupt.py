@@ -37,6 +37,7 @@ def test_ctrl_c_marks_the_run_killed_and_registers_nothing(tmp_path, mlflow_tmp_
     cmd += ["--epochs", "200", "--experiment", "interrupt", "--model-name", "interrupted"]
     cmd += ["--set", f"tracking.storage_path={tmp_path / 'ray_results'}"]
     cmd += ["--set", "train.early_stopping_patience=null"]  # still training when Ctrl-C comes
+    cmd += ["--set", "data.limit=300", "--set", "train.log_images=false"]  # a quick first epoch
     # The project is installed (editable) in the venv, so `jobs` imports from any cwd.
     # Ctrl-C's default action for the child, whatever this process inherited: pytest started as
     # a background job of a non-interactive shell ignores SIGINT, and so would the child

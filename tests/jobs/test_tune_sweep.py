@@ -2,7 +2,7 @@
 the same command resumes and finishes.
 
 One grid sweep of two digits trials run one at a time: a short one (2 epochs) and a longer one
-(12 epochs). Ctrl-C arrives once the short trial has finished and the long one has logged an
+(8 epochs). Ctrl-C arrives once the short trial has finished and the long one has logged an
 epoch; the rerun's driver is killed -9 once the long trial has logged a further epoch (nothing
 closes its runs: they stay RUNNING). The last rerun must keep the finished trial (not re-run
 it), continue the other in the same MLflow run, leave no run RUNNING, and register the best
@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 pytestmark = pytest.mark.ray  # the command starts its own local Ray
 
-SPACE = "train.epochs: {grid: [2, 12]}\noptim.lr: {choice: [0.002]}\n"
+SPACE = "train.epochs: {grid: [2, 8]}\noptim.lr: {choice: [0.002]}\n"
 START_TIMEOUT_S = 240
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -50,7 +50,7 @@ def _runs(client: MlflowClient):
 def _short_done_long_started(client: MlflowClient) -> bool:
     _, children = _runs(client)
     by_epochs = {r.data.params.get("train.epochs"): r for r in children}
-    short, long = by_epochs.get("2"), by_epochs.get("12")
+    short, long = by_epochs.get("2"), by_epochs.get("8")
     return (
         short is not None
         and short.info.status == "FINISHED"
@@ -61,7 +61,7 @@ def _short_done_long_started(client: MlflowClient) -> bool:
 
 def _long_epoch(client: MlflowClient) -> float:
     _, children = _runs(client)
-    long = next((r for r in children if r.data.params.get("train.epochs") == "12"), None)
+    long = next((r for r in children if r.data.params.get("train.epochs") == "8"), None)
     return long.data.metrics.get("epoch", 0) if long is not None else 0
 
 
@@ -101,7 +101,7 @@ def test_ctrl_c_then_rerun_resumes_the_sweep_and_registers_the_best(tmp_path, ml
     parent, children = _runs(client)
     assert parent.info.status == "KILLED"
     statuses = {r.data.params["train.epochs"]: r.info.status for r in children}
-    assert statuses == {"2": "FINISHED", "12": "KILLED"}
+    assert statuses == {"2": "FINISHED", "8": "KILLED"}
     short = next(r for r in children if r.data.params["train.epochs"] == "2")
     assert client.search_registered_models(filter_string="name = 'tuned'") == []
 
@@ -112,7 +112,7 @@ def test_ctrl_c_then_rerun_resumes_the_sweep_and_registers_the_best(tmp_path, ml
     parent_killed, children_killed = _runs(client)
     assert parent_killed.info.status == "RUNNING"  # nobody was left to close it
     statuses = {r.data.params["train.epochs"]: r.info.status for r in children_killed}
-    assert statuses == {"2": "FINISHED", "12": "RUNNING"}
+    assert statuses == {"2": "FINISHED", "8": "RUNNING"}
     assert {r.info.run_id for r in children_killed} == {r.info.run_id for r in children}
 
     done = subprocess.run(_command(tmp_path), cwd=tmp_path, text=True, capture_output=True)
@@ -129,9 +129,9 @@ def test_ctrl_c_then_rerun_resumes_the_sweep_and_registers_the_best(tmp_path, ml
     assert [m.step for m in client.get_metric_history(short.info.run_id, "epoch")] == [1, 2]
     # The long trial went on from its checkpoint to its last epoch (an epoch cut short by
     # Ctrl-C or the kill between its log and its checkpoint is logged again).
-    long_id = next(r.info.run_id for r in children if r.data.params["train.epochs"] == "12")
+    long_id = next(r.info.run_id for r in children if r.data.params["train.epochs"] == "8")
     steps = [m.step for m in client.get_metric_history(long_id, "epoch")]
-    assert sorted(set(steps)) == list(range(1, 13))
+    assert sorted(set(steps)) == list(range(1, 9))
     # The best trial's model is registered from its run, as candidate (and first champion).
     assert result["best"]["trial_id"] == parent_again.data.tags["best.trial_id"]
     version = client.get_model_version_by_alias("tuned", "candidate")

@@ -103,7 +103,8 @@ def test_two_worker_ddp_tracks_and_registers(ray_local, tmp_path):
 
 
 def test_rerun_of_a_named_run_resumes(ray_local, tmp_path):
-    opts = ("train.log_images=false", "tracking.run_name=again", "train.nll_samples=0")
+    opts = ("tracking.run_name=again", "train.log_images=false", "train.nll_samples=0")
+    opts += ("data.limit=300",)  # the cost here is two start-ups, not the rows
     first = run_training(_cfg(tmp_path, "train.epochs=1", *opts))
     second = run_training(_cfg(tmp_path, "train.epochs=2", *opts))
 

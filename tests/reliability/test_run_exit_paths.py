@@ -35,7 +35,7 @@ def _train_args(tmp: Path, run_name: str, epochs: int) -> list[str]:
         "train", "--data", "digits", "--config", "digits", "--epochs", str(epochs),
         "--workers", "1", "--experiment", EXPERIMENT, "--model-name", MODEL,
         "--run-name", run_name, "--set", "data.limit=300", "--set", "train.nll_samples=10",
-        "--set", "train.early_stopping_patience=null",
+        "--set", "train.early_stopping_patience=null", "--set", "train.log_images=false",
         "--set", f"tracking.storage_path={tmp / 'ray_results'}",
     ]  # fmt: skip
 
