@@ -32,9 +32,8 @@ from pipeline.config.job import TrainJobConfig
 from pipeline.errors import UserError
 from pipeline.tracking import mlflow_store, runs
 from pipeline.tune.resources import SweepPlan, plan_sweep
-from pipeline.tune.settle import wait_for_trials_to_exit
 from pipeline.tune.space import SearchSpace, trial_params
-from pipeline.tune.trial import PARENT_TAG, TRIAL_TAG, SweepContext, run_trial
+from pipeline.tune.trial import ERROR_AT_TAG, PARENT_TAG, TRIAL_TAG, SweepContext, run_trial
 
 METRIC = "val/neg_elbo"  # what trials are ranked and stopped on (lower is better)
 TIME_ATTR = "epoch"  # ASHA's clock: every trial reports its epoch count (continues on resume)
@@ -150,7 +149,6 @@ def run_sweep(
             settings.name, cfg.to_dict(), plan.workers, storage, parent_id, tracking_uri
         )
         results, stopped_at = _fit(context, space, settings, plan, sweep_dir, cfg, progress)
-        wait_for_trials_to_exit()  # a stopped trial still exiting would overwrite its status
         child_runs = _close_trial_runs(parent_id, results, stopped_at)
         trials = _summaries(results, child_runs, context)
         if stopped_at is not None:
@@ -279,11 +277,11 @@ class _CtrlC:
 
 
 def _ended_by_ctrl_c(run, stopped_at: float | None) -> bool:
-    """Whether the run was still going when Ctrl-C came (still RUNNING, or ended after it)."""
+    """Whether the trial's error came with or after the Ctrl-C (its error time is a tag the
+    trial writes as it fails; none yet means it is still failing, so after)."""
     if stopped_at is None:
         return False
-    end_ms = run.info.end_time
-    return run.info.status == "RUNNING" or end_ms is None or end_ms >= stopped_at * 1000
+    return float(run.data.tags.get(ERROR_AT_TAG, "inf")) >= stopped_at
 
 
 def _trial_id(result) -> str:
@@ -291,12 +289,11 @@ def _trial_id(result) -> str:
 
 
 def _close_trial_runs(parent_id: str, results, stopped_at: float | None = None) -> dict[str, Any]:
-    """Every trial run gets the end Tune saw: FAILED for an errored trial; KILLED for one still
-    RUNNING, or FAILED by the error its stop caused (stopped by ASHA, the time budget or
-    Ctrl-C); FINISHED stays. A trial whose error came with or after a Ctrl-C at
-    ``stopped_at`` (``time.time()``) was cut short by it, not broken: KILLED (whether the stop
-    reaches a trial's workers as an error depends on how the terminal's SIGINT reached Ray).
-    Returns the runs by trial id."""
+    """Every trial run gets the end Tune saw (a trial ends its own run only when it finishes):
+    FAILED for an errored trial, KILLED for one stopped by ASHA, the time budget or Ctrl-C;
+    FINISHED stays. An error that came with or after a Ctrl-C at ``stopped_at``
+    (``time.time()``) is the stop reaching the trial, not a failure: KILLED. Returns the runs
+    by trial id."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -307,7 +304,7 @@ def _close_trial_runs(parent_id: str, results, stopped_at: float | None = None) 
         status = "FAILED" if trial_id in errored else "KILLED"
         if status == "FAILED" and _ended_by_ctrl_c(run, stopped_at):
             status = "KILLED"
-        if run.info.status in ("RUNNING", "FAILED") and run.info.status != status:
+        if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status=status)
             run = client.get_run(run.info.run_id)
         by_trial[trial_id] = run

@@ -7,13 +7,20 @@ the same as ``vaepipe train``'s (``pipeline.train.trainer`` builds it), tracked 
 run nested under the sweep's run, and checkpointed under ``<storage>/<sweep>-<trial id>``: a
 trial restarted by a resumed sweep continues from its last checkpoint, in the same MLflow run.
 
-A trial Tune stops (ASHA) dies with its actor before it can close its run; the sweep's driver
-sets such runs KILLED afterwards. A trial registers nothing: the sweep registers the best one.
+A trial ends its MLflow run only when its job finishes (FINISHED). Any other end is the sweep
+driver's to set, once ``fit()`` returns and Tune has said how each trial ended: a trial that
+Tune stops (ASHA, the time budget, Ctrl-C) may still be unwinding in its actor then, and its
+stop reaches it as an error — had it ended its own run FAILED, that write could land after the
+driver's KILLED. So a failing trial only tags when it failed (``ERROR_AT_TAG``). A trial
+registers nothing: the sweep registers the best one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +31,7 @@ from pipeline.train.worker_config import WorkerConfig
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
 TRIAL_TAG = "vaepipe.trial_id"
 SWEEP_TAG = "vaepipe.sweep"
+ERROR_AT_TAG = "vaepipe.trial_error_at"  # time.time() when the trial's job raised
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,6 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from pipeline.data.ingest import open_source
-    from pipeline.tracking import runs
     from pipeline.train import trainer
     from pipeline.train.mlflow_hook import MlflowEpochLogging
     from pipeline.tune.space import trial_params
@@ -101,8 +108,22 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
         return
     run_id = _open_trial_run(sweep, cfg, trial_id, run_name, params)
     logging = MlflowEpochLogging(run_id, sweep.tracking_uri)
-    with runs.tracked_run(run_id):
+    with _finished_or_tagged(run_id):
         fit(dataclasses.replace(worker, hooks=(logging,)))
+
+
+@contextlib.contextmanager
+def _finished_or_tagged(run_id: str) -> Iterator[None]:
+    """FINISHED if the block completes; else the error's time as a tag, the run left to the
+    sweep's driver (see the module docstring)."""
+    from mlflow import MlflowClient
+
+    try:
+        yield
+    except BaseException:
+        MlflowClient().set_tag(run_id, ERROR_AT_TAG, f"{time.time():.3f}")
+        raise
+    MlflowClient().set_terminated(run_id, status="FINISHED")
 
 
 def _open_trial_run(sweep: SweepContext, cfg: TrainJobConfig, trial_id: str, run_name, params):
@@ -117,6 +138,8 @@ def _open_trial_run(sweep: SweepContext, cfg: TrainJobConfig, trial_id: str, run
     run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
     tags = {PARENT_TAG: sweep.parent_run_id, TRIAL_TAG: trial_id, SWEEP_TAG: sweep.name}
     client = MlflowClient()
+    if ERROR_AT_TAG in client.get_run(run_id).data.tags:  # an earlier attempt's, resumed now
+        client.delete_tag(run_id, ERROR_AT_TAG)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     runs.log_job_config(run_id, cfg.to_dict(), None)
