@@ -10,14 +10,12 @@ model, 300 rows per split; each test its own MLflow server (PostgreSQL) and stor
 
 from __future__ import annotations
 
-import signal
-
 import fault_hooks
 import pytest
+from hooked_training import cli_with_hook, tiny_options
 from mlflow import MlflowClient
 
 from pipeline.config.job import load_job_config
-from pipeline.train import trainer
 from pipeline.train.trainer import run_training
 
 pytestmark = [pytest.mark.reliability, pytest.mark.ray]
@@ -26,20 +24,7 @@ EXPERIMENT = "checkpoint-faults"
 
 
 def _options(tmp_path, name: str, *extra: str) -> list[str]:
-    return [
-        "data.limit=300",
-        "model.hidden_sizes=[32]",
-        "model.latent_dim=4",
-        "train.nll_samples=10",
-        "train.log_images=false",
-        "train.early_stopping_patience=null",
-        "scaling.workers=1",
-        f"tracking.storage_path={tmp_path / 'ray_results'}",
-        f"tracking.experiment={EXPERIMENT}",
-        f"tracking.model_name={name}-vae",
-        f"tracking.run_name={name}",
-        *extra,
-    ]
+    return tiny_options(tmp_path, name, EXPERIMENT, 1, *extra)
 
 
 def _hook(tmp_path, name: str, uri: str, *breaks: tuple[int, str]):
@@ -81,21 +66,11 @@ def test_deleted_and_corrupt_latest_checkpoints_fall_back_to_the_previous_good_o
 def test_no_usable_checkpoint_fails_in_one_line_naming_the_run_folder(
     ray_local, tracking_server, tmp_path, monkeypatch, capfd
 ):
-    from jobs import cli
-
     name = "unusable"
     options = _options(tmp_path, name, "train.epochs=2", "train.max_failures=1")
     sets = [arg for option in options for arg in ("--set", option)]
     folder, hook = _hook(tmp_path, name, tracking_server.uri, (0, "truncate"))
-    real = trainer.run_training
-    monkeypatch.setattr(trainer, "run_training", lambda cfg, **kw: real(cfg, hooks=[hook], **kw))
-    for var in ("VAEPIPE_VERBOSE", "MLFLOW_LOGGING_LEVEL"):  # the CLI sets them: restored after
-        monkeypatch.setenv(var, "")
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        code = cli.main(["train", "--config", "digits", *sets])
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
+    code = cli_with_hook(monkeypatch, hook, "train", "--config", "digits", *sets)
 
     err = capfd.readouterr().err
     print(f"stderr: {err.strip()!r}")

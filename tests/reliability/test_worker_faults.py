@@ -16,15 +16,14 @@ storage and model name. Tiny model, 300 rows per split.
 
 from __future__ import annotations
 
-import signal
 import time
 
 import fault_hooks
 import pytest
+from hooked_training import cli_with_hook, tiny_options
 from mlflow import MlflowClient
 
 from pipeline.config.job import load_job_config
-from pipeline.train import trainer
 from pipeline.train.trainer import run_training
 
 pytestmark = [pytest.mark.reliability, pytest.mark.ray]
@@ -33,36 +32,7 @@ EXPERIMENT = "worker-faults"
 
 
 def _options(tmp_path, run_name: str, *extra: str) -> list[str]:
-    return [
-        "data.limit=300",
-        "model.hidden_sizes=[32]",
-        "model.latent_dim=4",
-        "train.nll_samples=10",
-        "train.log_images=false",
-        "train.early_stopping_patience=null",
-        "scaling.workers=2",
-        f"tracking.storage_path={tmp_path / 'ray_results'}",
-        f"tracking.experiment={EXPERIMENT}",
-        f"tracking.model_name={run_name}-vae",
-        f"tracking.run_name={run_name}",
-        *extra,
-    ]
-
-
-def _cli(monkeypatch, hook, *args: str) -> int:
-    """``vaepipe ARGS`` in this process (its module Ray), the fault ``hook`` in its training."""
-    from jobs import cli
-
-    fault_hooks.by_value()
-    real = trainer.run_training
-    monkeypatch.setattr(trainer, "run_training", lambda cfg, **kw: real(cfg, hooks=[hook], **kw))
-    for name in ("VAEPIPE_VERBOSE", "MLFLOW_LOGGING_LEVEL"):  # the CLI sets them: restored after
-        monkeypatch.setenv(name, "")
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        return cli.main(list(args))
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
+    return tiny_options(tmp_path, run_name, EXPERIMENT, 2, *extra)
 
 
 def _run_named(client: MlflowClient, name: str):
@@ -114,7 +84,7 @@ def test_spent_failure_budget_fails_fast_in_one_line(
     options = _options(tmp_path, "doomed", "train.epochs=2", "train.max_failures=1")
     sets = [arg for option in options for arg in ("--set", option)]
     hook = fault_hooks.SigkillEveryAttempt(str(kills), rank=1)
-    code = _cli(monkeypatch, hook, "train", "--config", "digits", *sets)
+    code = cli_with_hook(monkeypatch, hook, "train", "--config", "digits", *sets)
     ended = time.time()
 
     err = capfd.readouterr().err
