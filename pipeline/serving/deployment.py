@@ -1,7 +1,7 @@
 """The Ray Serve deployment behind ``vaepipe serve``: HTTP JSON in, micro-batched scoring.
 
 One replica holds one ``ServedModel``. Requests are parsed and checked on the replica's event
-loop; their rows wait up to ``batch_wait_s`` to be scored together (``serving/batcher.py``,
+loop; their rows wait up to ``batch_wait_s`` to be scored together (Serve's ``@serve.batch``,
 counted in rows, at most ``max_batch``), and the torch work runs in a thread so the loop keeps
 parsing the next requests meanwhile. A request with more rows than ``max_batch`` is a batch
 already and is scored at once.
@@ -20,7 +20,6 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipeline.serving.batcher import MicroBatcher
 from pipeline.serving.http_io import (
     MAX_BODY_BYTES,
     BadRequest,
@@ -28,10 +27,14 @@ from pipeline.serving.http_io import (
     parse_request,
     predictions,
 )
-from pipeline.serving.served_model import ServedModel, current_version, load_served, score_parts
+from pipeline.serving.served_model import ServedModel, current_version, load_served
 from pipeline.tracking.scorer import Scores
 
 log = logging.getLogger(__name__)
+
+
+def _rows_in(items: list[np.ndarray]) -> int:
+    return sum(len(x) for x in items)
 
 
 def _json(payload: dict, status: int = 200) -> Response:
@@ -56,9 +59,8 @@ class VaeScorer:
         torch.set_num_threads(threads)
         self.uri, self.device, self.max_batch = uri, device, max_batch
         self.model: ServedModel = load_served(uri, device)
-        # Reads self.model per batch: the whole batch runs on one version, whatever happens
-        # meanwhile.
-        self.batcher = MicroBatcher(self._score, max_batch, batch_wait_s)
+        self.score_batch.set_max_batch_size(max_batch)
+        self.score_batch.set_batch_wait_timeout_s(batch_wait_s)
         self._stop = threading.Event()
         if "@" in uri and poll_s > 0:  # an alias can move; a version number cannot
             threading.Thread(target=self._follow_alias, args=(poll_s,), daemon=True).start()
@@ -108,12 +110,16 @@ class VaeScorer:
             raise BadRequest(413, f"request body over {MAX_BODY_BYTES} bytes")
         parsed = parse_request(await request.body(), self.model.scorer.pre)
         if len(parsed.rows) > self.max_batch:
-            [(model, scores)] = await asyncio.to_thread(self._score, [parsed.rows])
+            model = self.model
+            scores = await asyncio.to_thread(model.scorer, parsed.rows)
         else:
-            model, scores = await self.batcher(parsed.rows)
+            model, scores = await self.score_batch(parsed.rows)
         threshold = model.threshold if parsed.threshold is None else parsed.threshold
         return _json({**model.identity(), "predictions": predictions(scores, threshold)})
 
-    def _score(self, parts: list[np.ndarray]) -> list[tuple[ServedModel, Scores]]:
-        """In a worker thread: the requests' rows in one forward pass of the current version."""
-        return score_parts(self.model, parts)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_rows_in)
+    async def score_batch(self, batches: list[np.ndarray]) -> list[tuple[ServedModel, Scores]]:
+        """Score several requests' rows (each (b_i, *shape)) in one forward pass."""
+        model = self.model  # the whole batch runs on one version, whatever happens meanwhile
+        scores = await asyncio.to_thread(model.scorer, np.concatenate(batches))
+        return [(model, part) for part in scores.split([len(rows) for rows in batches])]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from pipeline.tracking.registry import load_vae, resolve
-from pipeline.tracking.scorer import RowScorer, Scores
+from pipeline.tracking.scorer import RowScorer
 
 
 @dataclass(frozen=True)
@@ -32,14 +30,6 @@ def load_served(uri: str, device: str = "cpu") -> ServedModel:
     loaded = load_vae(uri)
     scorer = RowScorer(loaded.vae, loaded.preprocessor, device=device)
     return ServedModel(scorer, loaded.name, loaded.version, loaded.threshold)
-
-
-def score_parts(model: ServedModel, parts: list[np.ndarray]) -> list[tuple[ServedModel, Scores]]:
-    """Several requests' rows (each (b_i, *shape)) in one forward pass: per request, the model
-    that answered and its rows' scores."""
-    rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    scores = model.scorer(rows).split([len(p) for p in parts])
-    return [(model, part) for part in scores]
 
 
 def current_version(uri: str) -> str | None:

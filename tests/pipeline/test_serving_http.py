@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import json
 
 import numpy as np
@@ -123,15 +121,6 @@ def test_one_replica_on_a_local_ray_answers_http_itself(monkeypatch):
     env = ingress.direct_env(8123)  # the replica's port range is exactly --port
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == "8123"
     assert env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] == "8124"
-    module, _, name = env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"].partition(":")
-    [middleware] = getattr(importlib.import_module(module), name)()
-    seen = []
-
-    async def app(scope, _receive, _send):
-        seen.append(dict(scope["headers"]))
-
-    asyncio.run(middleware.cls(app)({"type": "http", "headers": [(b"a", b"1")]}, None, None))
-    assert seen == [{b"a": b"1", b"x-request-disconnect-disabled": b"?1"}]  # Serve's header
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster's settings are its own
     assert not ingress.direct("auto", 1)
     with pytest.raises(UserError, match="--ingress"):
