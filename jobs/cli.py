@@ -37,10 +37,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("jobs.jobs_cmd", "list, follow or stop Ray jobs"),
     "ui": ("jobs.ui", "start the MLflow UI on the configured tracking store"),
 }
-# Commands that run a Ray job to its end in this process: Ray's C++ notices are dropped from
-# their stderr unless -v (pipeline.cluster.native_stderr). Not the ones that leave servers or
-# jobs running past this process (serve, ui, submit), which must not inherit a filtered stderr.
-NATIVE_NOTICES_DROPPED = {"demo", "prepare", "train", "tune", "encode", "evaluate"}
+# The commands whose Ray Data actor pools make Ray's C++ core print its notice: it is dropped
+# from their stderr unless -v (pipeline.cluster.native_stderr).
+NATIVE_NOTICES_DROPPED = {"encode", "evaluate"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,9 @@ How: fd 2 becomes a pipe that a thread reads, forwarding every line but the know
 the real stderr. Python's ``sys.stderr`` is first re-opened on the real stderr, so Python's own
 writes (logs, the progress line, vaepipe's error line) never pass through the pipe and a
 terminal stays a terminal (``isatty``). At exit, after Ray's own shutdown (``atexit`` runs in
-reverse order of registration), a marker line drains the pipe.
+reverse order of registration), a marker line drains the pipe, fd 2 becomes the real stderr
+again and the thread, at the pipe's end, stops before the interpreter finalizes (a daemon thread
+woken during finalization is a known way for a process to crash on its way out).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def drop_ray_notices() -> None:
         target=_forward_lines, args=(read_end, real_stderr, marker, drained), daemon=True
     )
     forward.start()
-    atexit.register(_drain, marker, drained)
+    atexit.register(_drain, marker, drained, real_stderr, forward)
 
 
 def _forward_lines(read_end: int, out: int, marker: bytes, drained: threading.Event) -> None:
@@ -67,6 +69,8 @@ def _forward_lines(read_end: int, out: int, marker: bytes, drained: threading.Ev
         if pending and not pending.startswith(RAY_LOG_LINE_START):
             _write_all(out, pending)
             pending = b""
+    if pending:  # the pipe's end: a last line without its newline
+        _write_all(out, pending)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -74,7 +78,13 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _drain(marker: bytes, drained: threading.Event) -> None:
-    """Everything written to fd 2 before this call reaches the real stderr first."""
+def _drain(
+    marker: bytes, drained: threading.Event, real_stderr: int, forward: threading.Thread
+) -> None:
+    """Everything written to fd 2 before this call reaches the real stderr first; then fd 2 is
+    the real stderr again, which closes this process's write end of the pipe and so ends the
+    thread (unless a child process still holds that end: then it is left, as a daemon)."""
     os.write(2, marker + b"\n")
     drained.wait(DRAIN_TIMEOUT_S)
+    os.dup2(real_stderr, 2)
+    forward.join(DRAIN_TIMEOUT_S)
