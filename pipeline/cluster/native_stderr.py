@@ -1,4 +1,4 @@
-"""Drop Ray's known C++ notices from this process's stderr; every other byte passes.
+"""Drop Ray's C++ actor-pool notice from this process's stderr; every other byte passes.
 
 Ray's C++ core writes its notices straight to file descriptor 2, outside Python's logging, so
 no log level quiets them. One reaches ``vaepipe encode`` and ``evaluate`` users on a bad input,
@@ -6,7 +6,7 @@ before vaepipe's one-line error: Ray Data's actor pool keeps its constructor arg
 object store and its actors restartable, and the core worker reports that at ERROR level
 (ray-project/ray#53727). It says nothing about the user's input.
 
-How: fd 2 becomes a pipe that a thread reads, forwarding every line but the known notices to
+How: fd 2 becomes a pipe that a thread reads, forwarding every line but that notice to
 the real stderr. Python's ``sys.stderr`` is first re-opened on the real stderr, so Python's own
 writes (logs, the progress line, vaepipe's error line) never pass through the pipe and a
 terminal stays a terminal (``isatty``). At exit, after Ray's own shutdown (``atexit`` runs in
@@ -23,11 +23,9 @@ import re
 import sys
 import threading
 
-KNOWN_NOTICES = (
-    re.compile(
-        rb"core_worker\.cc:\d+: Actor with class name: '\S+' and ID: '\w+' has constructor "
-        rb"arguments in the object store"
-    ),
+ACTOR_POOL_NOTICE = re.compile(
+    rb"core_worker\.cc:\d+: Actor with class name: '\S+' and ID: '\w+' has constructor "
+    rb"arguments in the object store"
 )
 DRAIN_TIMEOUT_S = 2.0
 RAY_LOG_LINE_START = b"["  # Ray's C++ log lines: "[2026-12-05 18:33:01,123 E 13479 13479] ..."
@@ -62,7 +60,7 @@ def _forward_lines(read_end: int, out: int, marker: bytes, drained: threading.Ev
                 drained.set()
                 if line:
                     _write_all(out, line)
-            elif not any(notice.search(line) for notice in KNOWN_NOTICES):
+            elif not ACTOR_POOL_NOTICE.search(line):
                 _write_all(out, line + b"\n")
         # Only what may become a Ray log line waits for its end; anything else (a progress
         # update ending in "\r", a prompt) passes at once.

@@ -55,10 +55,14 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def open_run(experiment: str, run_name: str, job_key: str) -> tuple[str, bool]:
+def open_run(
+    experiment: str, run_name: str, job_key: str, attempt_tags: tuple[str, ...] = ()
+) -> tuple[str, bool]:
     """The MLflow run of job ``job_key`` (reused, set RUNNING again) or a new one.
 
-    Returns ``(run_id, resumed)``. Call after :func:`pipeline.tracking.mlflow_store.configure`.
+    A reused run loses the tags that said how its earlier attempt ended: ``END_TAG`` and the
+    caller's ``attempt_tags``. Returns ``(run_id, resumed)``. Call after
+    :func:`pipeline.tracking.mlflow_store.configure`.
     """
     client = _client()
     exp_id = mlflow_store.experiment_id(experiment)
@@ -70,8 +74,9 @@ def open_run(experiment: str, run_name: str, job_key: str) -> tuple[str, bool]:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
         _set_tags(client, run_id, owner)
-        if END_TAG in found[0].data.tags:  # how the earlier attempt ended; this one goes on
-            client.delete_tag(run_id, END_TAG)
+        for tag in (END_TAG, *attempt_tags):  # how the earlier attempt ended; this one goes on
+            if tag in found[0].data.tags:
+                client.delete_tag(run_id, tag)
         return run_id, True
     run = client.create_run(exp_id, run_name=run_name, tags={JOB_TAG: job_key, **owner})
     return run.info.run_id, False

@@ -118,12 +118,13 @@ def _finished_or_tagged(run_id: str) -> Iterator[None]:
     sweep's driver (see the module docstring)."""
     from mlflow import MlflowClient
 
+    client = MlflowClient()
     try:
         yield
     except BaseException:
-        MlflowClient().set_tag(run_id, ERROR_AT_TAG, f"{time.time():.3f}")
+        client.set_tag(run_id, ERROR_AT_TAG, f"{time.time():.3f}")
         raise
-    MlflowClient().set_terminated(run_id, status="FINISHED")
+    client.set_terminated(run_id, status="FINISHED")
 
 
 def _open_trial_run(sweep: SweepContext, cfg: TrainJobConfig, trial_id: str, run_name, params):
@@ -135,11 +136,11 @@ def _open_trial_run(sweep: SweepContext, cfg: TrainJobConfig, trial_id: str, run
     mlflow.set_tracking_uri(sweep.tracking_uri)
     mlflow.set_registry_uri(sweep.tracking_uri)
     job_key = f"{sweep.storage}/{run_name}"
-    run_id, _resumed = runs.open_run(cfg.tracking.experiment, run_name, job_key)
+    run_id, _resumed = runs.open_run(
+        cfg.tracking.experiment, run_name, job_key, attempt_tags=(ERROR_AT_TAG,)
+    )
     tags = {PARENT_TAG: sweep.parent_run_id, TRIAL_TAG: trial_id, SWEEP_TAG: sweep.name}
     client = MlflowClient()
-    if ERROR_AT_TAG in client.get_run(run_id).data.tags:  # an earlier attempt's, resumed now
-        client.delete_tag(run_id, ERROR_AT_TAG)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     runs.log_job_config(run_id, cfg.to_dict(), None)
