@@ -7,6 +7,7 @@ the driver, so Ray workers with another working directory write to the same stor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import urllib.error
@@ -75,16 +76,22 @@ def configure_in_background(experiment: str) -> Callable[[], str]:
     Importing MLflow and the first use of a SQLite store (its schema migrations) take 2-3 s;
     in a thread they overlap Ray's start-up. What must come first stays here: the reachability
     check (fail in seconds, before Ray starts) and the exported URI (Ray workers inherit it).
+    The store and artifact root are read once, here: the thread must not follow a later
+    change of the environment to another store.
     """
     uri = tracking_uri()
     check_reachable(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    location = artifact_root() if is_local_store(uri) else None
     box: dict[str, BaseException] = {}
 
     def work() -> None:
+        import mlflow
+
         try:
-            configure()
-            experiment_id(experiment)
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            experiment_id(experiment, location)
         except BaseException as exc:  # handed to the waiting thread
             box["error"] = exc
 
@@ -100,12 +107,23 @@ def configure_in_background(experiment: str) -> Callable[[], str]:
     return ready
 
 
-def experiment_id(name: str) -> str:
-    """Id of experiment ``name``, created (with the local artifact root) if missing."""
+def settle(ready: Callable[[], str] | None) -> None:
+    """Wait out a background ``configure`` whose caller is failing: exiting the process
+    mid-migration would leave a SQLite store half-made. Its own error is not the news."""
+    if ready is None:
+        return
+    with contextlib.suppress(Exception):
+        ready()
+
+
+def experiment_id(name: str, location: str | None = None) -> str:
+    """Id of experiment ``name``, created if missing: with ``location`` as its artifact root,
+    or in a local store by default the local artifact root."""
     import mlflow
 
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    location = artifact_root() if is_local_store(mlflow.get_tracking_uri()) else None
+    if location is None and is_local_store(mlflow.get_tracking_uri()):
+        location = artifact_root()
     return mlflow.create_experiment(name, artifact_location=location)

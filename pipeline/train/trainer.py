@@ -299,19 +299,24 @@ def run_training(
     from pipeline.tracking.datasets import log_inputs
     from pipeline.tracking.registry import log_vae
 
+    # The driver's checks of the data (files, footers, schemas): bad input fails before Ray,
+    # and before MLflow's store is touched.
+    data_plan = plan_source(cfg.data)
     store_ready = (
         mlflow_store.configure_in_background(cfg.tracking.experiment)
         if cfg.tracking.enabled
         else None
     )
-    # The driver's checks of the data (files, footers, schemas): bad input fails before Ray.
-    data_plan = plan_source(cfg.data)
-    ensure_ray()
-    check_distinct_ids(data_plan)
-    source, order = open_training_source(cfg.data, cfg.train.seed, plan=data_plan)
-    cfg = with_input_shape(cfg, source.layout)
-    preprocessor = build_preprocessor(cfg, source)
-    plan = plan_workers(cfg.scaling, ray.cluster_resources())
+    try:
+        ensure_ray()
+        check_distinct_ids(data_plan)
+        source, order = open_training_source(cfg.data, cfg.train.seed, plan=data_plan)
+        cfg = with_input_shape(cfg, source.layout)
+        preprocessor = build_preprocessor(cfg, source)
+        plan = plan_workers(cfg.scaling, ray.cluster_resources())
+    except BaseException:
+        mlflow_store.settle(store_ready)
+        raise
     storage = storage_root(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = cfg.tracking.run_name or f"{cfg.tracking.model_name}-{stamp}"

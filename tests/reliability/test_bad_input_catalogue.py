@@ -10,6 +10,7 @@ The problems only Ray tasks can see: ``test_bad_input_in_tasks.py``.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import bad_files
@@ -59,9 +60,14 @@ def refused(command: str, data: Path, tmp_path: Path, capsys) -> str:
     assert code == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("vaepipe: error: "), err
     assert not ray.is_initialized()
+    assert not mlflow_setup_running()  # nothing left to write to a store, or to stderr, later
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []  # no staging either
     assert tiny_models.versions() == before
     return err
+
+
+def mlflow_setup_running() -> bool:
+    return any(t.name == "vaepipe-mlflow-setup" for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -103,3 +109,16 @@ def test_output_overlapping_the_input(where, command, store, tmp_path, capsys):
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_train_refusal_makes_no_default_store(catalogue, monkeypatch, tmp_path, capsys):
+    """No ``MLFLOW_TRACKING_URI``: a refused ``train`` must not create ``./mlflow.db``."""
+    data, _ = catalogue["directory_for_file"]
+    for var in tiny_models.STORE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = main(argv("train", data, tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert not mlflow_setup_running()
+    assert list(tmp_path.iterdir()) == []
