@@ -29,6 +29,7 @@ Activation = Literal["relu", "gelu", "silu", "tanh", "elu", "leaky_relu"]
 Likelihood = Literal["bernoulli", "gaussian"]
 Scheduler = Literal["none", "cosine"]
 IwGradient = Literal["iwae", "dreg"]
+OutputBiasInit = Literal["default", "data_mean"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,17 @@ class ModelConfig(TypedConfig):
     """Gaussian likelihood: the fixed std, or the initial std when learn_std is true."""
     learn_std: bool = False
     """Gaussian likelihood: learn one std per feature instead of keeping gaussian_std fixed."""
+    output_bias_init: OutputBiasInit = "default"
+    """The decoder's output bias at init: "default" (PyTorch's) or "data_mean": the per-feature
+    mean of the training data (its clipped logit for Bernoulli), so p(x|z) starts near the data
+    and the first steps are not spent learning the background. MLP decoder only; training code
+    passes the mean to ``VAE.init_output_bias``."""
 
     def check(self) -> None:
         if self.learn_std and self.likelihood != "gaussian":
             self.fail("learn_std", "only applies to likelihood 'gaussian'")
+        if self.output_bias_init == "data_mean" and self.decoder != "mlp":
+            self.fail("output_bias_init", "'data_mean' needs decoder 'mlp' (a per-feature bias)")
         if self.input_shape and "conv" in (self.encoder, self.decoder):
             self._check_conv_shape()
 

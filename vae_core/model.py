@@ -22,6 +22,9 @@ LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 # A learned likelihood std stops shrinking at exp(-7) ~ 1e-3, so a zero-variance batch cannot
 # drive log p(x|z) to +inf.
 LOG_STD_MIN, LOG_STD_MAX = -7.0, 7.0
+# A Bernoulli output bias starts at logit(mean) with the mean clipped to [1e-3, 1 - 1e-3] (as
+# Burda et al.'s IWAE code): an always-0 pixel (MNIST's border) gets -6.9, not -inf.
+BIAS_MEAN_CLIP = 1e-3
 
 
 class VAEOutput(NamedTuple):
@@ -52,6 +55,24 @@ class VAE(nn.Module):
             self.log_std = nn.Parameter(init)
         else:
             self.register_buffer("log_std", init)
+
+    @torch.no_grad()
+    def init_output_bias(self, data_mean: Tensor) -> None:
+        """Set the decoder's output bias from the training data's per-feature mean (the
+        model-input space, ``(*input_shape)``): its clipped logit for Bernoulli, the mean itself
+        for Gaussian. Only for ``output_bias_init="data_mean"``; call before training."""
+        if self.cfg.output_bias_init != "data_mean":
+            raise ValueError("init_output_bias: the model's output_bias_init is not 'data_mean'")
+        if tuple(data_mean.shape) != tuple(self.cfg.input_shape):
+            raise ValueError(
+                f"init_output_bias: data_mean has shape {tuple(data_mean.shape)}, "
+                f"the model's input_shape is {tuple(self.cfg.input_shape)}"
+            )
+        target = data_mean.detach().to(torch.float32).flatten()  # (D,)
+        if self.log_std is None:
+            target = torch.logit(target.clamp(BIAS_MEAN_CLIP, 1.0 - BIAS_MEAN_CLIP))
+        bias = self.decoder.output_layer.bias
+        bias.copy_(target.to(bias.device))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, *input_shape) -> (mu, logvar), each (B, L)."""

@@ -61,6 +61,11 @@ class MLPDecoder(nn.Module):
         n_out = math.prod(cfg.input_shape)
         self.net = mlp([cfg.latent_dim, *reversed(cfg.hidden_sizes), n_out], cfg.activation)
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The last Linear: its bias is one value per output feature (flattened order)."""
+        return self.net[-1]
+
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).unflatten(1, self.output_shape)  # (B, *input_shape)
 

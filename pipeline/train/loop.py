@@ -166,6 +166,9 @@ class _Worker:
         self.preprocessor = config.preprocessor
         torch.manual_seed(self.job.train.seed)  # same init everywhere; DDP also broadcasts it
         self.vae = VAE(self.job.model).to(self.device)
+        if config.output_mean is not None:  # before a checkpoint's weights replace it
+            mean = torch.tensor(config.output_mean).view(self.job.model.input_shape)
+            self.vae.init_output_bias(mean)
         self.optimizer = build_optimizer(self.vae, self.job.optim)
         self.scheduler = build_scheduler(self.optimizer, self.job.optim, config.total_steps)
         self.precision = resolve_precision(self.job.scaling.precision, self.device)

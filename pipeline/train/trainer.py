@@ -105,6 +105,22 @@ def build_preprocessor(cfg: TrainJobConfig, source) -> Preprocessor:
     )
 
 
+def output_mean(
+    cfg: TrainJobConfig, source, preprocessor: Preprocessor
+) -> tuple[float, ...] | None:
+    """The training split's per-feature mean in model-input space, when the decoder's output
+    bias starts there (``model.output_bias_init: data_mean``); None otherwise. The mean of the
+    [0, 1] intensities is also the binarized pixels' mean (dynamic or static, both draw x < u)."""
+    if cfg.model.output_bias_init != "data_mean":
+        return None
+    if preprocessor.mean is not None:
+        return (0.0,) * source.layout.numel  # standardized inputs have mean 0 by construction
+    mean, _ = compute_standardization(
+        source.splits["train"], source.layout, preprocessor.scale_to_unit
+    )
+    return tuple(mean)
+
+
 def _count_train_rows(cfg: TrainJobConfig, source) -> int | None:
     """Rows of the training split; counting costs a pass, so only when the LR schedule needs
     it (progress then shows totals from the first epoch, else from the second)."""
@@ -197,6 +213,7 @@ def worker_config(
         total_steps=_total_steps(cfg, train_rows, plan),
         threads=threads,
         train_rows=train_rows,
+        output_mean=output_mean(cfg, source, preprocessor),
     )
 
 

@@ -7,6 +7,7 @@ a frozen config object or a small picklable hook.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pipeline.config.job import TrainJobConfig
@@ -36,6 +37,10 @@ class WorkerConfig:
     train_order: TrainOrder | None = None
     """Each epoch's training rows: hot and reshuffled, or streamed in a per-epoch unit order;
     None: the shard as Ray gives it."""
+    output_mean: tuple[float, ...] | None = None
+    """The training split's per-feature mean (model-input space, flattened) when
+    ``model.output_bias_init`` is "data_mean": computed once on the driver, so every rank
+    starts from the same decoder bias."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.job, TrainJobConfig):
@@ -48,7 +53,20 @@ class WorkerConfig:
             raise ValueError(f"WorkerConfig.threads must be >= 1 or None, got {self.threads}")
         if self.train_rows is not None and self.train_rows < 0:
             raise ValueError(f"WorkerConfig.train_rows must be >= 0 or None, got {self.train_rows}")
+        self._check_output_mean()
         object.__setattr__(self, "hooks", tuple(self.hooks))
         bad = [h for h in self.hooks if not isinstance(h, TrainHook)]
         if bad:
             raise TypeError(f"WorkerConfig.hooks must be TrainHook instances, got {bad}")
+
+    def _check_output_mean(self) -> None:
+        model = self.job.model
+        if model.output_bias_init != "data_mean":
+            return
+        numel = math.prod(model.input_shape)
+        if self.output_mean is None or len(self.output_mean) != numel:
+            got = None if self.output_mean is None else len(self.output_mean)
+            raise ValueError(
+                f"WorkerConfig.output_mean must hold {numel} values for output_bias_init "
+                f"'data_mean', got {got}"
+            )

@@ -8,9 +8,11 @@ import torch
 from ingest_factories import float_table, write_parquet
 
 from pipeline.config.data import DataConfig
+from pipeline.config.job import load_job_config
 from pipeline.data.batches import Preprocessor, compute_standardization, iter_torch_batches
 from pipeline.data.ingest import open_source
 from pipeline.errors import UserError
+from pipeline.train.trainer import output_mean
 
 pytestmark = pytest.mark.ray
 
@@ -73,6 +75,20 @@ def test_standardization_one_streaming_pass(tmp_path):
     pre = Preprocessor(data.layout, mean=mean, std=std)
     x = torch.cat([b.x for b in iter_torch_batches(data.splits["train"], 500, pre)])
     assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-2
+
+
+def test_output_mean_is_the_training_splits_mean_in_model_input_space():
+    cfg = load_job_config("digits", ["model.output_bias_init=data_mean"])
+    data = open_source(cfg.data)
+    pre = Preprocessor(data.layout, binarize="dynamic")
+    x = torch.cat(
+        [b.x for b in iter_torch_batches(data.splits["train"], 512, Preprocessor(data.layout))]
+    )
+    mean = output_mean(cfg, data, pre)
+    assert len(mean) == 64
+    np.testing.assert_allclose(mean, x.mean(0).flatten().numpy(), atol=1e-6)
+    plain = load_job_config("digits", [])
+    assert output_mean(plain, data, pre) is None
 
 
 def test_nan_inside_a_ray_task_surfaces_as_one_line_user_error(tmp_path):

@@ -25,9 +25,15 @@ from vae_core.config import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["digits", "mnist", "shapes"])
+@pytest.mark.parametrize("name", ["digits", "mnist", "mnist-best", "shapes"])
 def test_required_configs_are_shipped(name):
     assert name in shipped_configs()
+
+
+def test_mnist_best_trains_on_the_same_data_as_mnist():
+    best, base = load_job_config("mnist-best", []), load_job_config("mnist", [])
+    assert best.data == base.data  # same split and binarization: the two figures compare
+    assert best.model.output_bias_init == "data_mean" and best.model.likelihood == "bernoulli"
 
 
 @pytest.mark.parametrize("name", shipped_configs())

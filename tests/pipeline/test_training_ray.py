@@ -56,7 +56,14 @@ def _history(run_id: str, key: str) -> list[float]:
 def test_two_worker_ddp_tracks_and_registers(ray_local, tmp_path):
     import mlflow
 
-    cfg = _cfg(tmp_path, "scaling.workers=2", "train.epochs=3", "tracking.run_name=ddp")
+    # The data-mean output bias rides along: computed on the driver, the same on both ranks.
+    cfg = _cfg(
+        tmp_path,
+        "scaling.workers=2",
+        "train.epochs=3",
+        "tracking.run_name=ddp",
+        "model.output_bias_init=data_mean",
+    )
     events: list[dict] = []
     result = run_training(cfg, progress=events.append)
 

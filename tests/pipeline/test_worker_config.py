@@ -87,3 +87,14 @@ def test_a_hot_training_split_is_no_ray_train_dataset():
     assert streamed_splits(source, _config(train_order=hot)) == {"val": "V", "test": "S"}
     assert streamed_splits(source, _config(train_order=TrainOrder(seed=0))) == source.splits
     assert streamed_splits(source, _config()) == source.splits
+
+
+def test_a_data_mean_bias_needs_the_mean_of_every_feature():
+    job = load_job_config(
+        "digits", ["model.input_shape=[1,8,8]", "model.output_bias_init=data_mean"]
+    )
+    with pytest.raises(ValueError, match="output_mean must hold 64 values.*got None"):
+        _config(job=job)
+    with pytest.raises(ValueError, match="got 3"):
+        _config(job=job, output_mean=(0.1, 0.2, 0.3))
+    assert _config(job=job, output_mean=(0.5,) * 64).output_mean == (0.5,) * 64
