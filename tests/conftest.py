@@ -1,4 +1,4 @@
-"""Shared fixtures: MLflow in a temporary SQLite store, one local Ray per module, real MNIST,
+"""Shared fixtures: MLflow in a temporary SQLite store, a local Ray kept across modules, real MNIST,
 and a private PostgreSQL cluster for the tracking servers of the e2e and reliability tiers."""
 
 from __future__ import annotations
@@ -40,16 +40,60 @@ def mlflow_tmp_store(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A real local Ray for the whole module, with its own temp dir.
+    """A real local Ray for the module, with its own temp dir.
 
     4 logical CPUs on a 2-core machine so training workers and Ray Data both get a share.
+    The instance is kept for the next module that asks (a start costs 4-8 s here, over a
+    dozen modules) unless that module's workers need other ``AWS_*`` variables (they inherit
+    the driver's at start) or a module left CPUs held; ``no_ray`` stops it.
     """
     import ray
 
-    temp_dir = tempfile.mkdtemp(prefix="vp_ray_")
-    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+    env = _worker_env()
+    if ray.is_initialized() and not (_KEPT_RAY.get("env") == env and _all_cpus_free(ray)):
+        ray.shutdown()
+    if not ray.is_initialized():
+        temp_dir = tempfile.mkdtemp(prefix="vp_ray_")
+        ray.init(num_cpus=4, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+        _KEPT_RAY["env"] = env
     yield ray
+
+
+_KEPT_RAY: dict = {}
+
+
+def _worker_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def _all_cpus_free(ray, wait_s: float = 5.0) -> bool:
+    """Whether nothing holds the kept Ray's CPUs (dead actors release theirs within moments)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    total = ray.cluster_resources().get("CPU", 0.0)
+    while ray.available_resources().get("CPU", 0.0) < total:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)  # polling Ray's state, not timing a test
+    return True
+
+
+@pytest.fixture
+def no_ray():
+    """For a test that checks nothing started Ray in this process: stop the kept instance."""
+    import ray
+
     ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_down_at_the_end():
+    yield
+    import sys
+
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture(scope="session")

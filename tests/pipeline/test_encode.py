@@ -52,7 +52,7 @@ def hidden_leftovers(parent: Path) -> list[str]:
 # All refused before Ray starts: no ray_local needed.
 
 
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(no_ray, tmp_path):
     register()
     images = tmp_path / "images"
     images.mkdir()

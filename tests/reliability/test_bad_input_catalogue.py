@@ -20,7 +20,8 @@ import tiny_models
 from jobs.cli import main
 from pipeline.data.schema import XLayout
 
-pytestmark = pytest.mark.reliability
+# no_ray: these tests check that nothing started Ray in this process.
+pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("no_ray")]
 
 MODEL = "models:/tiny@champion"
 COMMANDS = ("prepare", "train", "encode", "evaluate")

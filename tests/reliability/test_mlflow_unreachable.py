@@ -10,7 +10,8 @@ import pytest
 
 from jobs.cli import main
 
-pytestmark = pytest.mark.reliability
+# no_ray: these tests check that nothing started Ray in this process.
+pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("no_ray")]
 
 BOUND_S = 30.0  # issue #12, item 10: an error within 30 s
 
