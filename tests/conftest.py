@@ -44,13 +44,17 @@ def ray_local():
 
     4 logical CPUs on a 2-core machine so training workers and Ray Data both get a share.
     The instance is kept for the next module that asks (a start costs 4-8 s here, over a
-    dozen modules) unless that module's workers need other ``AWS_*`` variables (they inherit
-    the driver's at start) or a module left CPUs held; ``no_ray`` stops it.
+    dozen modules) unless that module's workers need ``AWS_*`` variables it lacks (workers
+    inherit the driver's at start) or a module left CPUs held; ``no_ray`` stops it.
     """
     import ray
 
     env = _worker_env()
-    if ray.is_initialized() and not (_KEPT_RAY.get("env") == env and _all_cpus_free(ray)):
+    kept_env = _KEPT_RAY.get("env")
+    # A module needing no AWS_* variables can use workers that have some (they are unused).
+    if ray.is_initialized() and not (
+        kept_env is not None and env.items() <= kept_env.items() and _all_cpus_free(ray)
+    ):
         ray.shutdown()
     if not ray.is_initialized():
         temp_dir = tempfile.mkdtemp(prefix="vp_ray_")
