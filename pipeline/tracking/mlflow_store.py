@@ -59,14 +59,19 @@ def configure() -> str:
 
     Also exports the URI so child processes (Ray workers started later) inherit it.
     """
-    import mlflow
-
     uri = tracking_uri()
     check_reachable(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    _point_mlflow_at(uri)
+    return uri
+
+
+def _point_mlflow_at(uri: str) -> None:
+    """This process's MLflow client: tracking and registry both at ``uri``."""
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return uri
 
 
 def configure_in_background(experiment: str) -> Callable[[], str]:
@@ -86,11 +91,8 @@ def configure_in_background(experiment: str) -> Callable[[], str]:
     box: dict[str, BaseException] = {}
 
     def work() -> None:
-        import mlflow
-
         try:
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_registry_uri(uri)
+            _point_mlflow_at(uri)
             experiment_id(experiment, location)
         except BaseException as exc:  # handed to the waiting thread
             box["error"] = exc
