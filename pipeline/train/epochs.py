@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from vae_core.config import ObjectiveConfig
-from vae_core.objectives import elbo, importance_sampled_nll
+from vae_core.objectives import elbo, importance_sampled_nll, iwae_bound
 from vae_core.training import train_step
 
 NLL_CHUNK = 100  # importance samples per chunk: memory ~ NLL_CHUNK x B x features floats
@@ -50,26 +50,31 @@ class EpochSums:
     reconstruction: float = 0.0
     kl: float = 0.0
     neg_elbo: float = 0.0
+    neg_iw_bound: float = 0.0  # -(k-sample IWAE bound); validation with iw_samples > 1 only
     examples: int = 0
     seconds: float = 0.0
     first_batch_at: float | None = None  # wall clock (time.time) when the first batch arrived
     mu: Tensor | None = field(default=None, repr=False)
 
     def as_list(self) -> list[float]:
-        return [self.loss, self.reconstruction, self.kl, self.neg_elbo, float(self.examples)]
+        terms = [self.loss, self.reconstruction, self.kl, self.neg_elbo, self.neg_iw_bound]
+        return [*terms, float(self.examples)]
 
     def replace_sums(self, values: list[float]) -> None:
-        self.loss, self.reconstruction, self.kl, self.neg_elbo = values[:4]
-        self.examples = int(round(values[4]))
+        self.loss, self.reconstruction, self.kl, self.neg_elbo, self.neg_iw_bound = values[:5]
+        self.examples = int(round(values[5]))
 
     def means(self) -> dict[str, float]:
         n = max(1, self.examples)
-        return {
+        out = {
             "loss": self.loss / n,
             "reconstruction": self.reconstruction / n,
             "kl": self.kl / n,
             "neg_elbo": self.neg_elbo / n,
         }
+        if self.neg_iw_bound:
+            out["neg_iw_bound"] = self.neg_iw_bound / n
+        return out
 
 
 def _add_terms(acc: list[Tensor], terms, batch: int) -> None:
@@ -112,24 +117,31 @@ def train_epoch(
 
 
 @torch.no_grad()
-def validate_epoch(model: nn.Module, batches: Iterable[Tensor], keep_mu: bool = False) -> EpochSums:
+def validate_epoch(
+    model: nn.Module, batches: Iterable[Tensor], keep_mu: bool = False, iw_samples: int = 1
+) -> EpochSums:
     """The true negative ELBO (β=1, no warm-up) over the batches; ``model`` is the bare VAE.
 
     ``keep_mu``: also keep up to MAX_MU_ROWS posterior means (N, L) for the active-units count.
+    ``iw_samples`` > 1: also sum the negative k-sample IWAE bound, the quantity an IWAE-trained
+    model optimizes (and so the one to select it on: IWAE training loosens the ELBO).
     """
     model.eval()
     acc = [torch.zeros(()) for _ in range(4)]
+    neg_iw_bound = torch.zeros(())
     mus: list[Tensor] = []
     kept, examples, start = 0, 0, time.perf_counter()
     for x in batches:
         if acc[0].device != x.device:
             acc = [a.to(x.device) for a in acc]
         _add_terms(acc, elbo(model, x), x.shape[0])
+        if iw_samples > 1:
+            neg_iw_bound = neg_iw_bound.to(x.device) - iwae_bound(model, x, iw_samples).sum()
         examples += x.shape[0]
         if keep_mu and kept < MAX_MU_ROWS:
             mus.append(model.encode(x)[0].float().cpu())  # (B, L)
             kept += x.shape[0]
-    sums = EpochSums(*(float(a) for a in acc), examples=examples)
+    sums = EpochSums(*(float(a) for a in acc), float(neg_iw_bound), examples=examples)
     sums.seconds = time.perf_counter() - start
     sums.mu = torch.cat(mus)[:MAX_MU_ROWS] if mus else None
     return sums

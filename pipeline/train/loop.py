@@ -251,13 +251,18 @@ class _Worker:
             scaler=self.scaler,
         )
         seconds = train_sums.seconds
-        val_sums = validate_epoch(self.vae, self._val_batches(epoch), keep_mu=self.rank == 0)
+        iw_samples = self.job.objective.iw_samples
+        val_sums = validate_epoch(
+            self.vae, self._val_batches(epoch), keep_mu=self.rank == 0, iw_samples=iw_samples
+        )
         all_reduce_sums(train_sums, self.device)
         all_reduce_sums(val_sums, self.device)
         self.state.epoch = epoch + 1
         val = val_sums.means()
+        # Select and stop on the bound being trained: the k-sample one when iw_samples > 1.
+        val_loss = val.get("neg_iw_bound", val["neg_elbo"])
         update_early_stopping(
-            self.state, val["neg_elbo"], self.vae, self.job.train.early_stopping_patience
+            self.state, val_loss, self.vae, self.job.train.early_stopping_patience
         )
         self.state.stopped = broadcast_flag(self.state.stopped, self.device)
         metrics = {f"train/{k}": v for k, v in train_sums.means().items()}

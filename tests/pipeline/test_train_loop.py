@@ -71,6 +71,16 @@ def test_validate_epoch_sums_and_posterior_means():
     assert m["neg_elbo"] == pytest.approx(m["reconstruction"] + m["kl"], rel=1e-5)
 
 
+def test_validation_adds_the_k_sample_bound_only_for_iwae_training():
+    vae, _, _ = _parts()
+    plain = validate_epoch(vae, _batches(_data(100))).means()
+    torch.manual_seed(1)
+    iwae = validate_epoch(vae, _batches(_data(100)), iw_samples=50).means()
+    assert "neg_iw_bound" not in plain
+    # The 50-sample bound is tighter than the ELBO of an untrained model by a clear margin.
+    assert iwae["neg_iw_bound"] < iwae["neg_elbo"] - 0.5
+
+
 def test_bf16_autocast_step_on_cpu():
     vae, opt, _ = _parts()
     sums, step = train_epoch(
