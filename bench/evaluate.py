@@ -7,11 +7,19 @@ scores on an actor pool, streaming, and sums on the driver. Both sides are timed
 URI to the sums (model loading included; Ray is started once, before). Rounds alternate ABBA;
 the ratio is the median of per-round rows/s ratios (pipeline ÷ plain), target >= 0.9. The two
 sides' IS-NLL must agree to 1e-4 relative (they score each row with the same seeded samples).
+
+``--two-node``: scaling instead, on a simulated cluster on loopback (``local_stack``: a head with
+1 CPU, then a second 1-CPU node added; ``evaluate`` puts one scoring actor on each CPU node):
+pipeline rows/s on 2 nodes ÷ on 1 (``scaling``). Both nodes share this machine's cores.
+
+    python bench/evaluate.py [--rows 2000] [--iw-samples 1000] [--rounds 3] [--two-node]
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,9 +47,14 @@ def test_rows(out: Path, rows: int) -> Path:
     # Ray Data's batches drop the schema metadata that names the sample shape: put it back.
     layout = schema.ingest_schema(src.layout.shape, src.layout.dtype).metadata
     table = table.replace_schema_metadata(layout)
-    for split in ("train", "test"):
+    # ``train/`` only has to exist: one row, under an id of its own (ids must be distinct
+    # across the input's splits).
+    at, id_type = table.schema.get_field_index(schema.ID), table.schema.field(schema.ID).type
+    own_id = pa.array(["train-only"] if pa.types.is_string(id_type) else [-1], id_type)
+    train = table.slice(0, 1).set_column(at, table.schema.field(schema.ID), own_id)
+    for split, rows_of in (("train", train), ("test", table)):
         (out / "data" / split).mkdir(parents=True)
-        pq.write_table(table, out / "data" / split / "part-0.parquet", row_group_size=1000)
+        pq.write_table(rows_of, out / "data" / split / "part-0.parquet", row_group_size=1000)
     return out / "data"
 
 
@@ -96,14 +109,67 @@ def pipeline(path: Path, model_uri: str, k: int) -> tuple[float, float]:
     return res.rows / (time.perf_counter() - t0), res.metrics["is_nll"]
 
 
+def two_node(path: Path, uri: str, k: int, rounds: int) -> dict:
+    """Pipeline rows/s on a loopback cluster of one 1-CPU node, then of two.
+
+    Each measurement runs in a child process started with the cluster's address and token in
+    its environment (Ray reads ``RAY_AUTH_MODE`` and the token once, when first used).
+    """
+    from pipeline.cluster import local_stack
+
+    root = Path(tempfile.mkdtemp(prefix="vp_bench_stack_"))
+    state = local_stack.start(root, num_cpus=1)
+    env = os.environ | {
+        "RAY_ADDRESS": state.ray_address,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": state.token_path,
+    }
+    child = [sys.executable, __file__, "--on-cluster", str(path), uri, str(k), str(rounds)]
+
+    def rows_per_s(tag: str) -> list[float]:
+        done = subprocess.run(child, env=env, check=True, stdout=subprocess.PIPE, text=True)
+        each = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{tag}: {[round(x, 1) for x in each]} rows/s", file=sys.stderr)
+        return each
+
+    try:
+        one = rows_per_s("1 node")
+        local_stack.add_node(root, num_cpus=1)
+        two = rows_per_s("2 nodes")
+    finally:
+        local_stack.stop(root)
+    return {
+        "iw_samples": k,
+        "one_node_rows_per_s": median(one),
+        "two_node_rows_per_s": median(two),
+        "scaling": round(median(two) / median(one), 3),
+    }
+
+
+def on_cluster(path: str, uri: str, k: str, rounds: str) -> None:
+    """The child of ``two_node``: joins the cluster named by ``RAY_ADDRESS``; prints rows/s."""
+    from pipeline.cluster.ray_session import ensure_ray
+
+    ensure_ray()
+    print(json.dumps([pipeline(Path(path), uri, int(k))[0] for _ in range(int(rounds))]))
+
+
 def main() -> dict:
     p = parser(__doc__)
     p.add_argument("--rows", type=int, default=2000, help="MNIST test rows (10000 = all)")
     p.add_argument("--iw-samples", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--two-node", action="store_true", help="measure 1 -> 2 node scaling")
     args = p.parse_args()
     if not (MNIST / "t10k-images-idx3-ubyte.gz").exists() and not any(MNIST.glob("t10k*")):
         raise FileNotFoundError(f"MNIST not found in {MNIST} (set VAEPIPE_MNIST_DIR)")
+    if args.two_node:
+        with tempfile.TemporaryDirectory() as tmp:
+            path, uri = test_rows(Path(tmp), args.rows), register(Path(tmp))
+            import ray
+
+            ray.shutdown()  # reading the rows started a local Ray; the cluster is another one
+            return {"rows": args.rows, **two_node(path, uri, args.iw_samples, args.rounds)}
     from pipeline.cluster.ray_session import ensure_ray
     from pipeline.inference.latent_encoder import plan_encoding
 
@@ -137,4 +203,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    if len(sys.argv) == 6 and sys.argv[1] == "--on-cluster":
+        on_cluster(*sys.argv[2:])
+    else:
+        run(main)

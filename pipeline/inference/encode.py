@@ -40,6 +40,7 @@ from pipeline.inference.latent_encoder import (
     EncodePlan,
     LatentEncoder,
     ModelPayload,
+    cpu_node_count,
     map_on_actors,
     plan_encoding,
     rows_per_file,
@@ -251,7 +252,7 @@ def _plan(threads: int | None) -> EncodePlan:
     import ray
 
     ensure_ray()
-    plan = plan_encoding(ray.cluster_resources(), threads)
+    plan = plan_encoding(ray.cluster_resources(), threads, cpu_node_count())
     log.debug("encoding plan: %s", plan)
     return plan
 

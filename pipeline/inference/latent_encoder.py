@@ -72,8 +72,11 @@ class EncodePlan:
         return "cuda" if self.gpus_per_actor > 0 else "cpu"
 
 
-def plan_encoding(cluster: dict[str, float], threads: int | None = None) -> EncodePlan:
-    """One actor per GPU; on CPU a small pool reserving at most half the CPUs.
+def plan_encoding(
+    cluster: dict[str, float], threads: int | None = None, cpu_nodes: int = 1
+) -> EncodePlan:
+    """One actor per GPU; on CPU a small pool reserving at most half the CPUs, with at least
+    one actor per CPU node (so a second machine adds a scorer).
 
     Measured on 2 cores: two 1-CPU actors starve the read and write tasks and the job stalls.
     The reservation is what Ray schedules by; ``threads`` is what torch actually uses (capped
@@ -86,12 +89,20 @@ def plan_encoding(cluster: dict[str, float], threads: int | None = None) -> Enco
     if gpus > 0:
         per = math.floor(min(1.0, cpus / (2 * gpus)) * 100) / 100
         return EncodePlan(gpus, max(per, 0.01), 1.0, threads or 1, store)
-    actors = max(1, int(cpus // 8))  # ~8 CPUs per actor: 4 for torch, the rest for I/O
+    # ~8 CPUs per actor: 4 for torch, the rest for I/O; Ray Data spreads the pool over nodes.
+    actors = max(1, cpu_nodes, int(cpus // 8))
     # A fractional reservation: Ray Data budgets CPUs per operator, and a whole-CPU actor on a
     # small machine leaves the read operator backpressured (measured: 30 s stalls on 2 cores).
     per = math.floor(min(4.0, cpus / (4 * actors)) * 100) / 100
     auto_threads = max(1, min(4, cores - 1, int(cpus * 0.75 / actors)))
     return EncodePlan(actors, max(per, 0.01), 0.0, threads or auto_threads, store)
+
+
+def cpu_node_count() -> int:
+    """Alive nodes with CPUs in the connected Ray cluster."""
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0)
 
 
 def map_on_actors(
