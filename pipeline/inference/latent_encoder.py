@@ -93,9 +93,12 @@ def plan_encoding(
     actors = max(1, cpu_nodes, int(cpus // 8))
     # A fractional reservation: Ray Data budgets CPUs per operator, and a whole-CPU actor on a
     # small machine leaves the read operator backpressured (measured: 30 s stalls on 2 cores).
-    per = math.floor(min(4.0, cpus / (4 * actors)) * 100) / 100
+    # And each node keeps a whole CPU free, or its 1-CPU read tasks never start (on 1-CPU nodes
+    # the actors reserve nothing: measured, a 0.25 reservation there hung the job).
+    room = cpus / max(1, cpu_nodes) - 1.0
+    per = math.floor(max(0.0, min(4.0, cpus / (4 * actors), room)) * 100) / 100
     auto_threads = max(1, min(4, cores - 1, int(cpus * 0.75 / actors)))
-    return EncodePlan(actors, max(per, 0.01), 0.0, threads or auto_threads, store)
+    return EncodePlan(actors, per, 0.0, threads or auto_threads, store)
 
 
 def cpu_node_count() -> int:

@@ -13,9 +13,15 @@ def test_small_single_node_gets_one_actor_reserving_a_fraction():
 
 
 def test_each_cpu_node_gets_an_actor_and_the_pool_reserves_at_most_half():
-    plan = plan_encoding({"CPU": 2.0}, cpu_nodes=2)
+    plan = plan_encoding({"CPU": 8.0}, cpu_nodes=2)
     assert plan.actors == 2
-    assert plan.actors * plan.cpus_per_actor <= 1.0
+    assert plan.actors * plan.cpus_per_actor <= 4.0
+
+
+def test_one_cpu_nodes_keep_their_cpu_for_the_read_tasks():
+    assert plan_encoding({"CPU": 1.0}).cpus_per_actor == 0.0
+    plan = plan_encoding({"CPU": 2.0}, cpu_nodes=2)
+    assert plan.actors == 2 and plan.cpus_per_actor == 0.0
 
 
 def test_big_nodes_get_an_actor_per_eight_cpus():
