@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from starlette.routing import Route  # noqa: E402
 from pipeline.serving.http_io import (  # noqa: E402
     BadRequest,
     error_body,
+    json_body,
     parse_request,
     predictions,  # noqa: E402
 )
@@ -88,7 +88,7 @@ def build_app(model: ServedModel, batcher: MicroBatcher) -> Starlette:
         scores = await batcher.score(parsed.rows)
         threshold = model.threshold if parsed.threshold is None else parsed.threshold
         body = {**model.identity(), "predictions": predictions(scores, threshold)}
-        return Response(json.dumps(body).encode(), media_type="application/json")
+        return Response(json_body(body), media_type="application/json")
 
     async def healthz(_request: Request) -> Response:
         return Response(b'{"status": "ok"}', media_type="application/json")

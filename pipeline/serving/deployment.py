@@ -10,7 +10,6 @@ already and is scored at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 
@@ -24,6 +23,7 @@ from pipeline.serving.http_io import (
     MAX_BODY_BYTES,
     BadRequest,
     error_body,
+    json_body,
     parse_request,
     predictions,
 )
@@ -38,7 +38,7 @@ def _rows_in(items: list[np.ndarray]) -> int:
 
 
 def _json(payload: dict, status: int = 200) -> Response:
-    return Response(json.dumps(payload).encode(), status, media_type="application/json")
+    return Response(json_body(payload), status, media_type="application/json")
 
 
 def _error(exc: BadRequest) -> Response:
