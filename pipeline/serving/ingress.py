@@ -6,7 +6,8 @@ measured 2.6-3.5 ms of proxy CPU plus 2.6-3.5 ms of replica CPU per request, whe
 app with the same model and micro-batching spends 0.3-0.4 ms: 0.13-0.16× its requests/s.
 
 Serve's direct ingress (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, Ray ≥ 2.55) lets the replica
-serve HTTP itself: 0.4-0.47 ms per request, 0.9× the plain app at 16 clients, 0.77× at 32.
+serve HTTP itself: 0.4-0.47 ms per request, 0.9× the plain app at 16 clients, 0.77× at 32
+(with orjson for the JSON since: 0.28 ms, 0.96× and 0.87×).
 Its settings are read by Serve's controller and replicas when they start, so ``vaepipe serve``
 can only use it on a Ray it starts itself (no ``RAY_ADDRESS``). There, with one replica, the
 replica listens on ``--port`` and Serve's (then idle) proxy on a spare loopback port. Several
