@@ -14,6 +14,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +69,37 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         raise BadArguments(f"{self.prog}: {message}")
+
+
+def on_one_then_two_nodes(child: Sequence[str]) -> tuple[Any, Any]:
+    """Run ``child`` on a loopback cluster of one 1-CPU node, then of two (``local_stack``);
+    the JSON of its last stdout line each time (the rest of its stdout is echoed).
+
+    The child is a process of its own started with the cluster's address and token in its
+    environment: Ray reads ``RAY_AUTH_MODE`` and caches the token when it is first used, so a
+    process that used Ray already cannot switch to them.
+    """
+    from pipeline.cluster import local_stack
+
+    root = Path(tempfile.mkdtemp(prefix="vp_bench_stack_"))
+    state = local_stack.start(root, num_cpus=1)
+    env = os.environ | {
+        "RAY_ADDRESS": state.ray_address,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": state.token_path,
+    }
+
+    def last_line() -> Any:
+        done = subprocess.run(list(child), env=env, check=True, stdout=subprocess.PIPE, text=True)
+        print(done.stdout, end="", flush=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    try:
+        one = last_line()
+        local_stack.add_node(root, num_cpus=1)
+        return one, last_line()
+    finally:
+        local_stack.stop(root)
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import MNIST, abba, median, parser, run  # noqa: E402
+from common import MNIST, abba, median, on_one_then_two_nodes, parser, run  # noqa: E402
 
 
 def test_rows(out: Path, rows: int) -> Path:
@@ -110,34 +109,9 @@ def pipeline(path: Path, model_uri: str, k: int) -> tuple[float, float]:
 
 
 def two_node(path: Path, uri: str, k: int, rounds: int) -> dict:
-    """Pipeline rows/s on a loopback cluster of one 1-CPU node, then of two.
-
-    Each measurement runs in a child process started with the cluster's address and token in
-    its environment (Ray reads ``RAY_AUTH_MODE`` and the token once, when first used).
-    """
-    from pipeline.cluster import local_stack
-
-    root = Path(tempfile.mkdtemp(prefix="vp_bench_stack_"))
-    state = local_stack.start(root, num_cpus=1)
-    env = os.environ | {
-        "RAY_ADDRESS": state.ray_address,
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": state.token_path,
-    }
+    """Pipeline rows/s on a loopback cluster of one 1-CPU node, then of two."""
     child = [sys.executable, __file__, "--on-cluster", str(path), uri, str(k), str(rounds)]
-
-    def rows_per_s(tag: str) -> list[float]:
-        done = subprocess.run(child, env=env, check=True, stdout=subprocess.PIPE, text=True)
-        each = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{tag}: {[round(x, 1) for x in each]} rows/s", file=sys.stderr)
-        return each
-
-    try:
-        one = rows_per_s("1 node")
-        local_stack.add_node(root, num_cpus=1)
-        two = rows_per_s("2 nodes")
-    finally:
-        local_stack.stop(root)
+    one, two = on_one_then_two_nodes(child)
     return {
         "iw_samples": k,
         "one_node_rows_per_s": median(one),

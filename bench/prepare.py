@@ -35,6 +35,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import on_one_then_two_nodes  # noqa: E402
+
 from pipeline.config.data import DataConfig  # noqa: E402
 from pipeline.data.ingest import SPLIT_CODES, Carve  # noqa: E402
 from pipeline.data.parquet_files import WRITE_OPTIONS  # noqa: E402
@@ -116,38 +118,10 @@ def timed_prepares(src: Path, work: Path, rounds: int, rows: int, tag: str) -> l
 
 
 def two_node(src: Path, rows: int, rounds: int) -> dict:
-    """Prepare on a loopback cluster of one 1-CPU node, then of two.
-
-    Each measurement runs in a child process started with the cluster's address and token in
-    its environment: Ray reads ``RAY_AUTH_MODE`` and caches the token when it is first
-    imported and used, so this process (which imported Ray already) cannot switch to them.
-    """
-    import os
-    import subprocess
-
-    from pipeline.cluster import local_stack
-
-    root = Path(tempfile.mkdtemp(prefix="vp_bench_stack_"))
-    state = local_stack.start(root, num_cpus=1)
-    env = os.environ | {
-        "RAY_ADDRESS": state.ray_address,
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": state.token_path,
-    }
+    """Prepare on a loopback cluster of one 1-CPU node, then of two (median seconds each)."""
     child = [sys.executable, __file__, "--rows", str(rows), "--rounds", str(rounds)]
-
-    def median_seconds(tag: str) -> float:
-        done = subprocess.run([*child, "--timed-on-cluster", tag], env=env, check=True,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
-        print(done.stdout, end="", flush=True)
-        return statistics.median(json.loads(done.stdout.strip().splitlines()[-1]))
-
-    try:
-        one = median_seconds("1 node")
-        local_stack.add_node(root, num_cpus=1)
-        two = median_seconds("2 nodes")
-    finally:
-        local_stack.stop(root)
+    one, two = on_one_then_two_nodes([*child, "--timed-on-cluster", "cluster"])
+    one, two = statistics.median(one), statistics.median(two)
     return {
         "rows": rows,
         "one_node_rows_per_s": round(rows / one),
