@@ -198,7 +198,7 @@ def main() -> dict:
 
     import ray
 
-    from pipeline.inference.latent_encoder import plan_encoding
+    from pipeline.inference.latent_encoder import plan_for_cluster
 
     work = Path(tempfile.mkdtemp(prefix="vp_bench_encode_"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
@@ -215,7 +215,7 @@ def main() -> dict:
         log_to_driver=False,
         _temp_dir=str(work / "ray"),
     )
-    plan = plan_encoding(ray.cluster_resources(), args.threads)
+    plan = plan_for_cluster(args.threads)
     threads = plan.threads
     print(f"plan {plan}, batch {args.batch_size}", flush=True)
 

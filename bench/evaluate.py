@@ -145,12 +145,10 @@ def main() -> dict:
             ray.shutdown()  # reading the rows started a local Ray; the cluster is another one
             return {"rows": args.rows, **two_node(path, uri, args.iw_samples, args.rounds)}
     from pipeline.cluster.ray_session import ensure_ray
-    from pipeline.inference.latent_encoder import plan_encoding
+    from pipeline.inference.latent_encoder import plan_for_cluster
 
     ensure_ray()
-    import ray
-
-    threads = plan_encoding(ray.cluster_resources()).threads
+    threads = plan_for_cluster().threads
     with tempfile.TemporaryDirectory() as tmp:
         path, uri = test_rows(Path(tmp), args.rows), register(Path(tmp))
         runs: dict[str, list[tuple[float, float]]] = {"plain": [], "ray": []}

@@ -40,9 +40,8 @@ from pipeline.inference.latent_encoder import (
     EncodePlan,
     LatentEncoder,
     ModelPayload,
-    cpu_node_count,
     map_on_actors,
-    plan_encoding,
+    plan_for_cluster,
     rows_per_file,
 )
 from pipeline.inference.model_data import check_layout, resolve_model_data
@@ -249,10 +248,8 @@ def _open(cfg: DataConfig) -> _Whole:
 
 
 def _plan(threads: int | None) -> EncodePlan:
-    import ray
-
     ensure_ray()
-    plan = plan_encoding(ray.cluster_resources(), threads, cpu_node_count())
+    plan = plan_for_cluster(threads)
     log.debug("encoding plan: %s", plan)
     return plan
 

@@ -28,12 +28,7 @@ from pipeline.data.ray_errors import user_errors
 from pipeline.errors import UserError
 from pipeline.inference import anomaly, complexity
 from pipeline.inference.disentanglement import disentanglement_scores
-from pipeline.inference.latent_encoder import (
-    ModelPayload,
-    cpu_node_count,
-    map_on_actors,
-    plan_encoding,
-)
+from pipeline.inference.latent_encoder import ModelPayload, map_on_actors, plan_for_cluster
 from pipeline.inference.model_data import check_layout, resolve_model_data
 from pipeline.inference.row_scorer import COMPLEXITY, FIGURES, RowScorer
 from pipeline.tracking.registry import LoadedModel, load_vae
@@ -171,9 +166,7 @@ def _accumulate(
 ) -> _Totals:
     """Score every row on a pool of Ray actors (``RowScorer(payload, **scorer)``), streaming;
     sum on the driver."""
-    import ray
-
-    plan = plan_encoding(ray.cluster_resources(), cpu_nodes=cpu_node_count())
+    plan = plan_for_cluster()
     kwargs = {"payload": payload, **scorer}
     keep = scorer.get("keep", ())
     scored = map_on_actors(ds, RowScorer, kwargs, plan, batch_size)

@@ -101,11 +101,12 @@ def plan_encoding(
     return EncodePlan(actors, per, 0.0, threads or auto_threads, store)
 
 
-def cpu_node_count() -> int:
-    """Alive nodes with CPUs in the connected Ray cluster."""
+def plan_for_cluster(threads: int | None = None) -> EncodePlan:
+    """``plan_encoding`` for the connected Ray cluster: its resources and its alive CPU nodes."""
     import ray
 
-    return sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0)
+    cpu_nodes = sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0)
+    return plan_encoding(ray.cluster_resources(), threads, cpu_nodes)
 
 
 def map_on_actors(
