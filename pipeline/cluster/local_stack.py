@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -222,6 +223,31 @@ def _alive_raylets(url: str, token: str) -> list[dict]:
     return [r for r in raylets if r.get("state") == "ALIVE"]
 
 
+class NodeExited(UserError):
+    """A node's ``ray start`` ended before the head saw it alive."""
+
+
+# A Ray C++ log line at level E (error) or F (fatal): "[date time,ms E pid tid] file.cc:N: ..."
+_RAY_ERROR_LINE = re.compile(r"^\[[^\]]* [EF] \d+ \d+\] ")
+
+
+def _exit_reason(state: StackState, node: RayNode) -> str:
+    """The last error a dead node logged: its raylet's, else its ``ray start``'s last line."""
+    for raylet_log in sorted(Path(node.temp_dir).glob("session_*/logs/raylet.out")):
+        errors = [line for line in _lines(raylet_log) if _RAY_ERROR_LINE.match(line)]
+        if errors:
+            return errors[-1][:300]
+    start_log = _lines(Path(state.root) / "logs" / f"ray-node-{Path(node.temp_dir).name}.log")
+    return start_log[-1][:300] if start_log else "it logged no reason"
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return []
+
+
 def node_id(state: StackState, node: RayNode) -> str:
     """``node``'s Ray node id, once the head sees it alive (its raylet's socket is in the
     node's own temp dir: nodes on one host are told apart by it, not by their address)."""
@@ -233,7 +259,10 @@ def node_id(state: StackState, node: RayNode) -> str:
             if raylet.get("rayletSocketName", "").startswith(f"{node.temp_dir}/"):
                 return str(raylet["nodeId"])
         if not procs.is_alive(node.pid):
-            raise UserError(f"Ray node {node.pid} exited while joining; see {state.root}/logs")
+            raise NodeExited(
+                f"Ray node {node.pid} exited while joining ({_exit_reason(state, node)}); "
+                f"see {state.root}/logs"
+            )
         time.sleep(0.5)
     raise UserError(f"Ray node {node.pid} did not join the head; see {state.root}/logs")
 
@@ -279,7 +308,16 @@ def start(
 
 
 def add_node(root: Path = DEFAULT_DIR, num_cpus: int = 2) -> RayNode:
-    """Join one more Ray node (own temp dir, same token) to the stack's head."""
+    """Join one more Ray node (own temp dir, same token) to the stack's head. A node that dies
+    while joining is tried once more, on fresh ports and a fresh temp dir."""
+    try:
+        return _join_node(root, num_cpus)
+    except NodeExited as first:
+        print(f"{first}; trying once more", file=sys.stderr)
+        return _join_node(root, num_cpus)
+
+
+def _join_node(root: Path, num_cpus: int) -> RayNode:
     state = load_state(root)
     env = _server_env(Path(state.root), state.marker) | state.auth().client_env()
     temp_dir = _short_temp_dir("vp_node_")
@@ -289,13 +327,18 @@ def add_node(root: Path = DEFAULT_DIR, num_cpus: int = 2) -> RayNode:
         "--temp-dir", temp_dir, "--num-cpus", str(num_cpus),
         "--object-store-memory", str(200 * 1024**2), *_ray_ports(),
     ]  # fmt: skip
-    log = Path(state.root) / "logs" / f"ray-node-{len(state.nodes)}.log"
+    log = Path(state.root) / "logs" / f"ray-node-{Path(temp_dir).name}.log"
     node = RayNode(pid=procs.spawn(cmd, env, log), temp_dir=temp_dir, num_cpus=num_cpus,
                    head=False)  # fmt: skip
     state.nodes.append(node)
     save_state(state)
-    # This node, not a count: a killed node stays alive to the head until its health checks fail.
-    node_id(state, node)
+    try:
+        # This node, not a count: a killed node stays alive to the head until its health
+        # checks fail.
+        node_id(state, node)
+    except NodeExited:
+        kill_node(root, node)  # whatever of it still runs, and its place in the state
+        raise
     return node
 
 

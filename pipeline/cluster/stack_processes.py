@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,11 +21,39 @@ from pathlib import Path
 MARKER_VAR = "VAEPIPE_STACK_ID"
 
 
+RAY_WORKER_PORTS_END = 20_000  # Ray's workers take ports 10002-19999 by default
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default range starts here
+
+
 def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    """A TCP port that is free now, below the kernel's ephemeral range and above Ray's worker
+    ports. Why not port 0: the ephemeral range is where every outgoing connection gets its
+    local port, so on a busy host (a training job, gRPC everywhere) a port the OS picked may be
+    taken by a client before the server that was given it binds it (the likely reason a Ray
+    node died while joining in one CI run). No port is handed out twice by one process."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(RAY_WORKER_PORTS_END, max(_ephemeral_start(), 30_000))
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise OSError("no free TCP port below the ephemeral range")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("0.0.0.0", port))  # noqa: S104 (a probe, closed at once): 0.0.0.0 also clashes with a loopback listener
+        except OSError:
+            return False
+    return True
 
 
 def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
