@@ -26,6 +26,10 @@ N_EVAL = 5_000
 MIG_BINS = 20
 MAX_CLASSES = 64  # a factor with more distinct values than this is binned like a code
 VOTE_BATCH = 64
+# The FactorVAE score ignores codes whose std over the data is below this: dims collapsed to the
+# prior, whose tiny leftover wiggle would otherwise cast votes (Locatello et al.'s setting,
+# disentanglement_lib's ``prune_dims.threshold = 0.05``).
+PRUNE_STD = 0.05
 
 
 @dataclass(frozen=True)
@@ -129,10 +133,10 @@ def factor_vae_score(
 ) -> float:
     """Accuracy of the majority-vote classifier "least-varying code → fixed factor" on
     ``len(codes_eval)`` evaluation votes, trained on ``len(codes_fit)`` votes. Dims whose
-    variance is zero are pruned (disentanglement_lib's rule); no active dim → 0."""
+    std is under ``PRUNE_STD`` are pruned; no active dim → 0."""
     rng = np.random.default_rng(seed)
-    std = codes_fit.std(axis=0)
-    active = std > 0
+    std = codes_fit.std(axis=0, ddof=1)
+    active = std >= PRUNE_STD
     if not active.any():
         return 0.0
     fit_votes = _factor_vae_votes(

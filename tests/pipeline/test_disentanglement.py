@@ -45,6 +45,19 @@ def test_factor_vae_copied_is_one_and_noise_is_chance(factors):
     assert dis.factor_vae_score(bad[fit], classes[fit], bad[ev], classes[ev]) < chance + 0.15
 
 
+def test_factor_vae_ignores_codes_collapsed_to_the_prior(factors):
+    """A dim with std under 0.05 casts no vote even where it tracks a factor: here factor 1
+    lives only in such a dim, so its batches are misread and the score drops."""
+    classes = dis.factor_classes(factors)
+    fit, ev = slice(0, 2000), slice(2000, None)
+    code = copied(factors)
+    code[:, 3] *= 0.01  # factor 1's dim, std ~0.01: collapsed
+    score = dis.factor_vae_score(code[fit], classes[fit], code[ev], classes[ev])
+    assert score < 0.85
+    code[:, 3] *= 10  # std ~0.2: active again
+    assert dis.factor_vae_score(code[fit], classes[fit], code[ev], classes[ev]) > 0.97
+
+
 def test_dci_copied_is_one_and_noise_is_low(factors):
     classes = dis.factor_classes(factors)
     assert dis.dci_disentanglement(copied(factors)[:600], classes[:600]) > 0.9
