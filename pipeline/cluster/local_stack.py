@@ -237,8 +237,13 @@ def _exit_reason(state: StackState, node: RayNode) -> str:
         errors = [line for line in _lines(raylet_log) if _RAY_ERROR_LINE.match(line)]
         if errors:
             return errors[-1][:300]
-    start_log = _lines(Path(state.root) / "logs" / f"ray-node-{Path(node.temp_dir).name}.log")
+    start_log = _lines(_node_log(Path(state.root), node.temp_dir))
     return start_log[-1][:300] if start_log else "it logged no reason"
+
+
+def _node_log(root: Path, temp_dir: str) -> Path:
+    """A node's ``ray start`` log, named by its own temp dir (a replacement gets a new one)."""
+    return root / "logs" / f"ray-node-{Path(temp_dir).name}.log"
 
 
 def _lines(path: Path) -> list[str]:
@@ -327,7 +332,7 @@ def _join_node(root: Path, num_cpus: int) -> RayNode:
         "--temp-dir", temp_dir, "--num-cpus", str(num_cpus),
         "--object-store-memory", str(200 * 1024**2), *_ray_ports(),
     ]  # fmt: skip
-    log = Path(state.root) / "logs" / f"ray-node-{Path(temp_dir).name}.log"
+    log = _node_log(Path(state.root), temp_dir)
     node = RayNode(pid=procs.spawn(cmd, env, log), temp_dir=temp_dir, num_cpus=num_cpus,
                    head=False)  # fmt: skip
     state.nodes.append(node)

@@ -39,8 +39,9 @@ def free_port() -> int:
     taken by a client before the server that was given it binds it (the likely reason a Ray
     node died while joining in one CI run). No port is handed out twice by one process."""
     rng = random.SystemRandom()
+    end = max(_ephemeral_start(), 30_000)  # read once, not per try
     for _ in range(1000):
-        port = rng.randrange(RAY_WORKER_PORTS_END, max(_ephemeral_start(), 30_000))
+        port = rng.randrange(RAY_WORKER_PORTS_END, end)
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
             return port
